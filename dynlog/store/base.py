@@ -14,6 +14,7 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Literal, Sequence
 
+from ..errors import StoreError
 from .metrics import RequestMetrics
 
 Table = Literal["meta", "blocks"]
@@ -97,6 +98,34 @@ def item_size(item: Item) -> int:
         else:
             n += 21
     return n
+
+
+def check_item_size(table: Table, item: Item) -> None:
+    """StoreError for an item over DynamoDB's 400 KB limit (the embedded store enforces it too)."""
+    n = item_size(item)
+    if n > MAX_ITEM_BYTES:
+        raise StoreError(f"item {key_of(table, item)!r} is {n} bytes: over the item limit of {MAX_ITEM_BYTES}")
+
+
+def check_unique_keys(keys: Sequence[tuple[Any, Any]], what: str) -> None:
+    """StoreError when one request names an item twice (DynamoDB refuses it; so does SQLite here)."""
+    if len({tuple(k) for k in keys}) != len(keys):
+        raise StoreError(f"{what} may not touch one item twice")
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least string above every string starting with ``prefix`` (None: no bound), in the
+    stores' sort order (UTF-8 bytes, which is code point order). ``prefix + "\\uffff"`` would
+    miss keys continuing with a character beyond the BMP, such as an emoji."""
+    chars = list(prefix)
+    while chars:
+        c = ord(chars.pop())
+        if c < 0x10FFFF:
+            c += 1
+            if 0xD800 <= c <= 0xDFFF:  # surrogates are not characters: skip them
+                c = 0xE000
+            return "".join(chars) + chr(c)
+    return None
 
 
 def check_condition(current: Item | None, when: tuple[Cond, ...]) -> bool:
@@ -186,7 +215,7 @@ class Store(abc.ABC):
 
     # Helpers derived once from the primitives.
     def query_prefix(self, table: Table, partition: Any, prefix: str, **kw: Any) -> Iterator[Item]:
-        return self.query(table, partition, start=prefix, stop=prefix + "\uffff", **kw)
+        return self.query(table, partition, start=prefix or None, stop=prefix_end(prefix), **kw)
 
     def delete_items(self, table: Table, keys: Iterable[tuple[Any, Any]]) -> None:
         self.batch_write(table, deletes=list(keys))

@@ -30,6 +30,7 @@ from .base import (
     Store,
     Table,
     Write,
+    check_unique_keys,
     key_of,
 )
 from .metrics import RequestMetrics
@@ -47,6 +48,9 @@ TRANSIENT_CODES = {
     "LimitExceededException",
     "TransactionInProgressException",
 }
+
+# Cancellation reasons of a TransactWriteItems that a retry may cure.
+TRANSIENT_CANCELLATION_CODES = {"TransactionConflict", "ProvisionedThroughputExceeded", "ThrottlingError"}
 
 
 def to_ddb(item: Item) -> dict[str, Any]:
@@ -152,7 +156,7 @@ class DynamoStore(Store):
         except botocore.exceptions.ClientError as e:
             self.metrics.record(_call_name(op))
             err = _translate(e)
-            if isinstance(err, JournalConflict) and op == "transact_write_items":
+            if op == "transact_write_items" and e.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 err = self._cancellation(e, kw)
             raise err from e
         except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
@@ -177,9 +181,12 @@ class DynamoStore(Store):
                 raw = body.get("Item") or body.get("Key") or {}
                 table: Table = "meta" if body.get("TableName") == self.meta_table else "blocks"
                 keys.append(key_of(table, from_ddb(raw)))
-        if not keys and any(r.get("Code") not in (None, "None", "ConditionalCheckFailed") for r in reasons):
+        other = {str(r.get("Code")) for r in reasons} - {"None", "ConditionalCheckFailed"}
+        if not keys and other:
             codes = ",".join(str(r.get("Code")) for r in reasons)
-            return TransientStoreError(f"transaction cancelled: {codes}")
+            if other <= TRANSIENT_CANCELLATION_CODES:
+                return TransientStoreError(f"transaction cancelled: {codes}")
+            return StoreError(f"transaction cancelled: {codes}")  # ValidationError and the like: no retry
         return JournalConflict("transaction cancelled: condition failed", keys=tuple(keys))
 
     # -- tables ------------------------------------------------------------------------
@@ -279,6 +286,8 @@ class DynamoStore(Store):
 
     def query(self, table: Table, partition: Any, *, start: Any = None, stop: Any = None,
               reverse: bool = False, limit: int | None = None) -> Iterator[Item]:
+        if (limit is not None and limit <= 0) or (start is not None and stop is not None and start >= stop):
+            return  # an empty range (DynamoDB rejects BETWEEN with bounds reversed)
         h, r = KEY_ATTRS[table]
         names = {"#h": h, "#r": r}
         values = to_ddb({":h": partition})
@@ -293,6 +302,8 @@ class DynamoStore(Store):
         elif stop is not None:
             cond += " AND #r < :b"
             values.update(to_ddb({":b": stop}))
+        if "#r" not in cond:
+            del names["#r"]  # DynamoDB rejects unused names
         kw: dict[str, Any] = dict(TableName=self._name(table), KeyConditionExpression=cond,
                                   ExpressionAttributeNames=names, ExpressionAttributeValues=values,
                                   ConsistentRead=True, ScanIndexForward=not reverse)
@@ -320,6 +331,7 @@ class DynamoStore(Store):
         return self._call("query", **kw)
 
     def batch_get(self, table: Table, keys: Sequence[tuple[Any, Any]]) -> list[Item]:
+        keys = list(dict.fromkeys(keys))  # DynamoDB refuses duplicate keys; return such an item once
         h, r = KEY_ATTRS[table]
         name = self._name(table)
         out: list[Item] = []
@@ -339,6 +351,7 @@ class DynamoStore(Store):
 
     def batch_write(self, table: Table, puts: Sequence[Item] = (), deletes: Sequence[tuple[Any, Any]] = ()) -> None:
         h, r = KEY_ATTRS[table]
+        check_unique_keys([key_of(table, p) for p in puts] + [tuple(k) for k in deletes], "a batch write")
         name = self._name(table)
         reqs = [{"PutRequest": {"Item": to_ddb(p)}} for p in puts]
         reqs += [{"DeleteRequest": {"Key": to_ddb({h: k[0], r: k[1]})}} for k in deletes]

@@ -25,14 +25,18 @@ from .base import (
     ChangeFeed,
     Delete,
     Item,
+    MAX_TRANSACTION_BYTES,
     MAX_TRANSACTION_ITEMS,
     Put,
     Store,
     Table,
     Write,
     check_condition,
+    check_item_size,
+    check_unique_keys,
     item_size,
     key_of,
+    prefix_end,
 )
 from .codec import dumps_attrs, loads_attrs
 from .metrics import RequestMetrics
@@ -171,6 +175,8 @@ class SqliteStore(Store):
         self._single(delete, "DeleteItem")
 
     def _single(self, w: Write, call: str) -> None:
+        if isinstance(w, Put):
+            check_item_size(w.table, w.item)
         size = item_size(w.item) if isinstance(w, Put) else 1
         self.metrics.record(call, capacity=_units(size, 1024), items=1)
         if not w.when:
@@ -190,9 +196,13 @@ class SqliteStore(Store):
         if not writes or len(writes) > MAX_TRANSACTION_ITEMS:
             raise StoreError(f"a transaction takes 1 to {MAX_TRANSACTION_ITEMS} items, not {len(writes)}")
         keys = [self._key(w) for w in writes]
-        if len(set(keys)) != len(keys):
-            raise StoreError("a transaction may not touch one item twice")
+        check_unique_keys(keys, "a transaction")
+        for w in writes:
+            if isinstance(w, Put):
+                check_item_size(w.table, w.item)
         size = sum(item_size(w.item) if isinstance(w, Put) else 1 for w in writes)
+        if size > MAX_TRANSACTION_BYTES:
+            raise StoreError(f"a transaction of {size} bytes is over the limit of {MAX_TRANSACTION_BYTES}")
         self.metrics.record("TransactWriteItems", capacity=2 * _units(size, 1024), items=len(writes))
         with self._write_txn() as conn:
             failed = tuple(
@@ -211,6 +221,8 @@ class SqliteStore(Store):
 
     def query(self, table: Table, partition: Any, *, start: Any = None, stop: Any = None,
               reverse: bool = False, limit: int | None = None) -> Iterator[Item]:
+        if limit is not None and limit <= 0:
+            return
         clauses, args = ["pk=?"], [partition]
         if start is not None:
             clauses.append("sk>=?")
@@ -257,6 +269,7 @@ class SqliteStore(Store):
 
     @retry_transient
     def batch_get(self, table: Table, keys: Sequence[tuple[Any, Any]]) -> list[Item]:
+        keys = list(dict.fromkeys(keys))  # asking twice for one item returns it once
         conn = self._conn()
         out: list[Item] = []
         for i in range(0, len(keys), 100):
@@ -273,6 +286,9 @@ class SqliteStore(Store):
     @retry_transient
     def batch_write(self, table: Table, puts: Sequence[Item] = (), deletes: Sequence[tuple[Any, Any]] = ()) -> None:
         writes: list[Write] = [Put(table, p) for p in puts] + [Delete(table, k) for k in deletes]
+        check_unique_keys([self._key(w) for w in writes], "a batch write")
+        for p in puts:
+            check_item_size(table, p)
         for i in range(0, len(writes), 25):
             chunk = writes[i : i + 25]
             size = sum(item_size(w.item) if isinstance(w, Put) else 1 for w in chunk)
@@ -294,9 +310,12 @@ class SqliteStore(Store):
 
     def scan_partitions(self, table: Table, prefix: str = "") -> Iterator[Any]:
         self.metrics.record("Scan")
-        rows = self._conn().execute(
-            f"SELECT DISTINCT pk FROM {table} WHERE pk >= ? AND pk < ? ORDER BY pk", (prefix, prefix + "\uffff")
-        ).fetchall()
+        end = prefix_end(prefix)
+        sql, args = f"SELECT DISTINCT pk FROM {table} WHERE pk >= ?", [prefix]
+        if end is not None:
+            sql += " AND pk < ?"
+            args.append(end)
+        rows = self._conn().execute(sql + " ORDER BY pk", args).fetchall()
         yield from (r[0] for r in rows)
 
     def change_feed(self) -> "SqliteChangeFeed":

@@ -1,0 +1,396 @@
+"""The file system a mount serves: namespace + file data + handles, behind one small API.
+
+The FUSE layer (dynlog/fuse/) calls only this class; tests call it directly to exercise the
+operations without a kernel. Paths are strings in which non-UTF-8 bytes are surrogate-escaped.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import secrets
+import stat
+import threading
+import time
+from dataclasses import replace
+from typing import Iterator
+
+import structlog
+
+from .. import schema
+from ..data.blocks import BlockCache, BlockStore
+from ..errors import FsError
+from ..journal.append import Committer
+from ..journal.inode import Inode
+from ..journal.log import JournalStore
+from ..materialize.cache import ViewCache
+from ..store.base import Store
+from ..store.metrics import operation
+from .allocator import InodeAllocator
+from .attrs import ROOT, Caller, split_path, to_stat
+from .files import DIRTY_LIMIT, FileData, OpenFile, check_size
+from .namespace import Namespace, Node
+from .superblock import load_superblock
+
+log = structlog.get_logger(__name__)
+
+UTIME_NOW = "now"
+XATTR_CREATE, XATTR_REPLACE = 1, 2
+FALLOC_FL_KEEP_SIZE = 1
+
+
+class FileSystem:
+    def __init__(self, store: Store, *, session: str | None = None, ttl: float = 1.0,
+                 entry_budget: int = 2_000_000, block_cache_bytes: int = 128 * 1024 * 1024) -> None:
+        self.store = store
+        self.session = session or secrets.token_hex(4)
+        self.sb = load_superblock(store)
+        self.journals = JournalStore(store)
+        self.cache = ViewCache(self.journals, entry_budget=entry_budget)
+        self.committer = Committer(self.journals, self.cache, self.session)
+        self.allocator = InodeAllocator(store)
+        self.ns = Namespace(store, self.sb, self.cache, self.committer, self.allocator, ttl=ttl)
+        self.data = FileData(BlockStore(store, self.sb.block_size, BlockCache(block_cache_bytes)), self.session)
+        self.block_size = self.sb.block_size
+        self.open_max_age = 0.0 if ttl > 0 else 0.0  # close-to-open: open() re-reads the parent's tail
+        self._files: dict[int, OpenFile] = {}
+        self._handles: dict[int, OpenFile] = {}
+        self._fh = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        for f in list(self._files.values()):
+            try:
+                self._flush_file(f, ROOT)
+            except FsError as e:
+                log.warning("flush.failed_at_unmount", ino=f.ino, error=str(e))
+        self.data.blocks.close()
+
+    # -- reading metadata -------------------------------------------------------------------------
+    def _node_attrs(self, node: Node) -> Inode:
+        inode = self.ns.attrs(node)
+        f = self._files.get(inode.ino)
+        if f is not None and not inode.is_dir:
+            with f.lock:
+                if f.pending or f.size != inode.size:
+                    inode = replace(inode, size=f.size, mtime=f.mtime or inode.mtime,
+                                    ctime=f.mtime or inode.ctime)
+        return inode
+
+    def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
+        with operation("getattr"):
+            if fh is not None and fh in self._handles:
+                f = self._handles[fh]
+                if f.unlinked:
+                    with f.lock:
+                        return to_stat(replace(f.inode, size=f.size, nlink=0), self.block_size)
+            return to_stat(self._node_attrs(self.ns.resolve(path)), self.block_size)
+
+    def readdir(self, path: str) -> Iterator[tuple[str, dict[str, int] | None]]:
+        with operation("readdir"):
+            node = self.ns.resolve_dir(path)
+            yield ".", None
+            yield "..", None
+            for name, ent in self.ns.listing(node):
+                yield name, {"st_mode": ent.mode, "st_ino": ent.ino}
+
+    def readlink(self, path: str) -> str:
+        with operation("readlink"):
+            node = self.ns.resolve(path)
+            inode = self.ns.attrs(node)
+            if not inode.is_link:
+                raise FsError(errno.EINVAL, path)
+            return inode.target
+
+    def access(self, path: str, amode: int) -> None:
+        with operation("access"):
+            self.ns.resolve(path)  # permission bits are checked by the kernel (default_permissions)
+
+    def statfs(self) -> dict[str, int]:
+        bs = self.block_size
+        total = (1 << 50) // bs
+        return {"f_bsize": bs, "f_frsize": bs, "f_blocks": total, "f_bfree": total, "f_bavail": total,
+                "f_files": 1 << 40, "f_ffree": 1 << 40, "f_favail": 1 << 40, "f_namemax": 255}
+
+    # -- creating ---------------------------------------------------------------------------------
+    def mknod(self, path: str, mode: int, rdev: int, caller: Caller) -> None:
+        with operation("mknod"):
+            if stat.S_IFMT(mode) == 0:
+                mode |= stat.S_IFREG
+            self.ns.create_entry(path, mode, caller, "mknod", rdev=rdev)
+
+    def mkdir(self, path: str, mode: int, caller: Caller) -> None:
+        with operation("mkdir"):
+            self.ns.create_entry(path, stat.S_IFDIR | (mode & 0o7777), caller, "mkdir")
+
+    def symlink(self, target: str, path: str, caller: Caller) -> None:
+        with operation("symlink"):
+            if len(os.fsencode(target)) > 4095:
+                raise FsError(errno.ENAMETOOLONG, "symlink target too long")
+            self.ns.create_entry(path, stat.S_IFLNK | 0o777, caller, "symlink", target=target)
+
+    def link(self, old: str, new: str, caller: Caller) -> None:
+        with operation("link"):
+            shared = self.ns.link(old, new, caller)
+            self._relocate_open(shared.ino, None, "")
+
+    def create(self, path: str, mode: int, flags: int, caller: Caller) -> int:
+        with operation("create"):
+            try:
+                inode = self.ns.create_entry(path, stat.S_IFREG | (mode & 0o7777), caller, "create")
+            except FsError as e:
+                if e.errno != errno.EEXIST or flags & os.O_EXCL:
+                    raise
+                return self.open(path, flags & ~os.O_CREAT, caller)
+            ppath, name = split_path(path)
+            node = Node(self.ns.resolve_dir(ppath).ino, name, inode)
+            return self._open_node(node, inode, flags)
+
+    # -- removing and renaming --------------------------------------------------------------------
+    def unlink(self, path: str, caller: Caller) -> None:
+        with operation("unlink"):
+            ent = self.ns.unlink(path, caller)
+            f = self._files.get(ent.ino)
+            if f is not None and not ent.linked:
+                f.unlinked = True
+
+    def rmdir(self, path: str, caller: Caller) -> None:
+        with operation("rmdir"):
+            self.ns.rmdir(path, caller)
+
+    def rename(self, old: str, new: str, flags: int, caller: Caller) -> None:
+        with operation("rename"):
+            ent = self.ns.rename(old, new, flags, caller)
+            dp, dname = split_path(new)
+            if ent.ino in self._files:
+                self._relocate_open(ent.ino, self.ns.resolve_dir(dp).ino, dname)
+
+    def _relocate_open(self, ino: int, parent: int | None, name: str) -> None:
+        f = self._files.get(ino)
+        if f is not None:
+            with f.lock:
+                f.parent, f.name = parent, name
+
+    # -- attributes -------------------------------------------------------------------------------
+    def _target(self, path: str | None, fh: int | None) -> Node:
+        if fh is not None and fh in self._handles:
+            f = self._handles[fh]
+            node = self._file_node(f)
+            if node is not None:
+                return node
+        if path is None:
+            raise FsError(errno.EBADF, "no path and no handle")
+        return self.ns.resolve(path)
+
+    def _file_node(self, f: OpenFile) -> Node | None:
+        """Where an open file is named now (following renames seen in the parent's view)."""
+        if f.unlinked:
+            return None
+        if f.parent is None:
+            return Node(None, "", replace(f.inode, linked=True)) if f.inode.linked or f.inode.nlink > 1 else None
+        view = self.ns.dir_view(f.parent)
+        with view.lock:
+            ent = view.entries.get(f.name)
+            if ent is None or ent.ino != f.ino:
+                name = view.by_ino.get(f.ino)
+                if name is None:
+                    moved = view.moved_out.get(f.ino)
+                    if moved is None:
+                        return None
+                    f.parent, f.name = moved
+                    return self._file_node(f)
+                f.name = name
+                ent = view.entries[name]
+        return Node(f.parent, f.name, ent)
+
+    def chmod(self, path: str | None, mode: int, caller: Caller, fh: int | None = None) -> None:
+        with operation("chmod"):
+            node = self._target(path, fh)
+            self.ns.set_attrs(node, {}, caller, "chmod",
+                              check=lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)})
+
+    def chown(self, path: str | None, uid: int, gid: int, caller: Caller, fh: int | None = None) -> None:
+        with operation("chown"):
+            node = self._target(path, fh)
+            changes = {}
+            if uid != -1 and uid != 0xFFFFFFFF:
+                changes["uid"] = uid
+            if gid != -1 and gid != 0xFFFFFFFF:
+                changes["gid"] = gid
+
+            def kill_suid(cur: Inode) -> dict[str, int]:
+                out = {}
+                if changes and not cur.is_dir and cur.mode & (stat.S_ISUID | stat.S_ISGID):
+                    keep = cur.mode & ~stat.S_ISUID
+                    if cur.mode & stat.S_IXGRP:
+                        keep &= ~stat.S_ISGID
+                    out["mode"] = keep
+                return out
+
+            self.ns.set_attrs(node, changes, caller, "chown", check=kill_suid if caller.uid != 0 else None)
+
+    def utimens(self, path: str | None, atime: int | str | None, mtime: int | str | None, caller: Caller,
+                fh: int | None = None) -> None:
+        """Times in ns; UTIME_NOW ("now") or None (UTIME_OMIT) for either."""
+        with operation("utimens"):
+            node = self._target(path, fh)
+            now = time.time_ns()
+            changes = {}
+            if atime is not None:
+                changes["atime"] = now if atime == UTIME_NOW else int(atime)
+            if mtime is not None:
+                changes["mtime"] = now if mtime == UTIME_NOW else int(mtime)
+            f = self._files.get(node.ino)
+            if f is not None and "mtime" in changes:
+                self._flush_file(f, caller)  # pending writes must not overwrite the time set here
+            self.ns.set_attrs(node, changes, caller, "utimens")
+
+    def truncate(self, path: str | None, size: int, caller: Caller, fh: int | None = None) -> None:
+        with operation("truncate"):
+            check_size(size)
+            node = self._target(path, fh)
+            if node.entry.is_dir:
+                raise FsError(errno.EISDIR, str(path))
+            f = self._files.get(node.ino)
+            if f is not None:
+                with f.lock:
+                    self.data.truncate_local(f, size)
+                    f.mtime = time.time_ns()
+                    self._flush_file(f, caller, force=True)
+                return
+            cur = self.ns.attrs(node)
+            if not cur.is_reg:
+                raise FsError(errno.EINVAL, str(path))
+            tmp = OpenFile(cur.ino, cur, node.parent, node.name, cur.size)
+            self.data.truncate_local(tmp, size)
+            tmp.mtime = time.time_ns()
+            self._commit_file(tmp, node, caller)
+
+    # -- xattrs -------------------------------------------------------------------------------------
+    def getxattr(self, path: str, key: str) -> bytes:
+        with operation("getxattr"):
+            v = self.ns.attrs(self.ns.resolve(path)).xattr(key)
+            if v is None:
+                raise FsError(errno.ENODATA, key)
+            return v
+
+    def listxattr(self, path: str) -> list[str]:
+        with operation("listxattr"):
+            return [k for k, _ in self.ns.attrs(self.ns.resolve(path)).xattrs]
+
+    def setxattr(self, path: str, key: str, value: bytes, flags: int, caller: Caller) -> None:
+        with operation("setxattr"):
+            if len(key.encode("utf-8", "surrogateescape")) > 255:
+                raise FsError(errno.ERANGE, "xattr name too long")
+            if len(value) > 64 * 1024:
+                raise FsError(errno.E2BIG, "xattr value too large")
+            self.ns.set_xattr(self.ns.resolve(path), key, value, flags & 3, caller)
+
+    def removexattr(self, path: str, key: str, caller: Caller) -> None:
+        with operation("removexattr"):
+            self.ns.set_xattr(self.ns.resolve(path), key, None, 0, caller)
+
+    # -- files ----------------------------------------------------------------------------------------
+    def open(self, path: str, flags: int, caller: Caller) -> int:
+        with operation("open"):
+            ppath, name = split_path(path)
+            if name:
+                self.ns.dir_view(self.ns.resolve_dir(ppath).ino, self.open_max_age)  # close-to-open
+            node = self.ns.resolve(path)
+            inode = self.ns.attrs(node, self.open_max_age if node.entry.linked else None)
+            if inode.is_dir and flags & os.O_ACCMODE != os.O_RDONLY:
+                raise FsError(errno.EISDIR, path)
+            fh = self._open_node(node, inode, flags)
+            if flags & os.O_TRUNC and inode.is_reg and inode.size:
+                self.truncate(None, 0, caller, fh)
+            return fh
+
+    def _open_node(self, node: Node, inode: Inode, flags: int) -> int:
+        with self._lock:
+            f = self._files.get(inode.ino)
+            if f is None:
+                parent = None if inode.linked or node.entry.linked else node.parent
+                f = OpenFile(inode.ino, inode, parent, node.name if parent is not None else "", inode.size)
+                self._files[inode.ino] = f
+            elif not f.pending and f.refs == 0:
+                f.inode, f.size = inode, inode.size
+            elif not f.pending:
+                f.inode, f.size = inode, inode.size  # re-open sees the newest committed version
+            f.refs += 1
+            fh = next(self._fh)
+            self._handles[fh] = f
+            return fh
+
+    def _handle(self, fh: int) -> OpenFile:
+        f = self._handles.get(fh)
+        if f is None:
+            raise FsError(errno.EBADF, f"bad handle {fh}")
+        return f
+
+    def read(self, fh: int, size: int, offset: int) -> bytes:
+        with operation("read"):
+            return self.data.read(self._handle(fh), offset, size)
+
+    def write(self, fh: int, data: bytes, offset: int, caller: Caller = ROOT) -> int:
+        with operation("write"):
+            check_size(offset + len(data))
+            f = self._handle(fh)
+            n = self.data.write(f, offset, data)
+            if f.dirty_bytes() >= DIRTY_LIMIT:
+                self._flush_file(f, caller)
+            return n
+
+    def flush(self, fh: int, caller: Caller = ROOT) -> None:
+        with operation("flush"):
+            self._flush_file(self._handle(fh), caller)
+
+    def fsync(self, fh: int, caller: Caller = ROOT) -> None:
+        with operation("fsync"):
+            self._flush_file(self._handle(fh), caller)
+
+    def release(self, fh: int, caller: Caller = ROOT) -> None:
+        with operation("release"):
+            with self._lock:
+                f = self._handles.pop(fh, None)
+            if f is None:
+                return
+            try:
+                self._flush_file(f, caller)
+            finally:
+                with self._lock:
+                    f.refs -= 1
+                    if f.refs <= 0 and self._files.get(f.ino) is f:
+                        del self._files[f.ino]
+
+    def fallocate(self, fh: int, mode: int, offset: int, length: int, caller: Caller = ROOT) -> None:
+        with operation("fallocate"):
+            if mode & ~FALLOC_FL_KEEP_SIZE:
+                raise FsError(errno.EOPNOTSUPP, "only plain and KEEP_SIZE fallocate are supported")
+            f = self._handle(fh)
+            check_size(offset + length)
+            if not mode & FALLOC_FL_KEEP_SIZE and offset + length > f.size:
+                with f.lock:
+                    f.size = offset + length
+                    f.mtime = time.time_ns()
+                self._flush_file(f, caller, force=True)
+
+    def _flush_file(self, f: OpenFile, caller: Caller, force: bool = False) -> None:
+        with f.lock:
+            if not f.pending and not force:
+                return
+            node = self._file_node(f)
+            if node is None:
+                _, _, runs = self.data.take_dirty(f)
+                self.data.local_commit(f, runs)
+                return
+            self._commit_file(f, node, caller)
+
+    def _commit_file(self, f: OpenFile, node: Node, caller: Caller) -> None:
+        _, _, runs = self.data.take_dirty(f)
+        attrs = {"size": f.size}
+        if f.mtime is not None:
+            attrs["mtime"] = f.mtime
+            attrs["ctime"] = f.mtime
+        committed = self.ns.set_attrs(node, attrs, caller, "write", blocks=runs or None)
+        self.data.after_commit(f, committed, runs)

@@ -1,0 +1,448 @@
+"""The file system's metadata operations, with POSIX semantics, over journals and views.
+
+Every mutation is a build function handed to the Committer: it validates against drafts of
+the journals it touches (so validation always sees the freshest state the commit will be
+judged against) and emits events. See docs/ARCHITECTURE.md for the request count of each.
+"""
+
+from __future__ import annotations
+
+import errno
+import stat
+from dataclasses import dataclass, replace
+from typing import Any, Callable
+
+from .. import schema
+from ..errors import FsError
+from ..journal.append import Committer, NeedJournal, Tx
+from ..journal.events import Create, Detach, InodeInit, Link, MoveIn, MoveOut, Remove, Rename, SetAttr, SetXattr
+from ..journal.inode import Inode
+from ..materialize.cache import ViewCache
+from ..materialize.draft import Draft
+from ..materialize.view import View
+from ..store.base import ABSENT, Cond, Put, Store
+from .allocator import InodeAllocator
+from .attrs import Caller, check_name, components, split_path
+from .superblock import Superblock
+
+RENAME_NOREPLACE = 1
+RENAME_EXCHANGE = 2
+RENAME_SENTINEL = "rename"
+
+
+@dataclass(frozen=True)
+class Node:
+    """A resolved name: the directory it is in (None for the root), its name, its entry there."""
+
+    parent: int | None
+    name: str
+    entry: Inode
+    chain: tuple[int, ...] = ()  # inode numbers of the directories from the root down to ``parent``
+
+    @property
+    def ino(self) -> int:
+        return self.entry.ino
+
+
+class Namespace:
+    def __init__(self, store: Store, sb: Superblock, cache: ViewCache, committer: Committer,
+                 allocator: InodeAllocator, ttl: float = 1.0) -> None:
+        self.store = store
+        self.sb = sb
+        self.cache = cache
+        self.committer = committer
+        self.allocator = allocator
+        self.ttl = ttl
+        self.root = Node(None, "", sb.root)
+        self._sentinel: int | None = None
+        self._sentinel_read_at = 0.0
+
+    # -- resolution ------------------------------------------------------------------------------
+    def dir_view(self, ino: int, max_age: float | None = None) -> View:
+        return self.cache.get(schema.dir_journal(ino), self.ttl if max_age is None else max_age)
+
+    def inode_view(self, ino: int, max_age: float | None = None) -> View:
+        return self.cache.get(schema.inode_journal(ino), self.ttl if max_age is None else max_age)
+
+    def resolve(self, path: str, max_age: float | None = None) -> Node:
+        node = self.root
+        chain: list[int] = []
+        for comp in components(path):
+            if not node.entry.is_dir:
+                raise FsError(errno.ENOTDIR, path)
+            view = self.dir_view(node.ino, max_age)
+            with view.lock:
+                if view.removed:
+                    raise FsError(errno.ENOENT, path)
+                ent = view.entries.get(comp)
+            if ent is None:
+                if len(comp.encode("utf-8", "surrogateescape")) > 255:
+                    raise FsError(errno.ENAMETOOLONG, path)
+                raise FsError(errno.ENOENT, path)
+            chain.append(node.ino)
+            node = Node(node.ino, comp, ent, tuple(chain))
+        return node
+
+    def resolve_dir(self, path: str, max_age: float | None = None) -> Node:
+        node = self.resolve(path, max_age)
+        if not node.entry.is_dir:
+            raise FsError(errno.ENOTDIR, path)
+        return node
+
+    def attrs(self, node: Node, max_age: float | None = None) -> Inode:
+        """The node's full inode: a directory's own changes applied, a hard link's shared inode."""
+        ent = node.entry
+        if ent.is_dir:
+            view = self.dir_view(ent.ino, max_age)
+            with view.lock:
+                return view.own_inode(ent)
+        if ent.linked:
+            view = self.inode_view(ent.ino, max_age)
+            with view.lock:
+                if view.subject is None:
+                    raise FsError(errno.ENOENT, f"inode {ent.ino} has no journal")
+                return view.subject
+        return ent
+
+    def listing(self, node: Node, max_age: float | None = None) -> list[tuple[str, Inode]]:
+        view = self.dir_view(node.ino, max_age)
+        with view.lock:
+            return list(view.entries.items())
+
+    # -- helpers for builds ------------------------------------------------------------------------
+    @staticmethod
+    def _parent_draft(tx: Tx, pino: int) -> Draft:
+        d = tx.draft(schema.dir_journal(pino))
+        if d.removed:
+            raise FsError(errno.ENOENT, "directory was removed")
+        return d
+
+    def _commit(self, jids: list[str], build: Callable[[Tx], Any], op: str, caller: Caller) -> Any:
+        return self.committer.commit(jids, build, op, caller.uid)
+
+    def _new_inode(self, mode: int, caller: Caller, parent: Inode, ts: int, **kw: Any) -> Inode:
+        gid = caller.gid
+        if parent.mode & stat.S_ISGID:
+            gid = parent.gid
+            if stat.S_ISDIR(mode):
+                mode |= stat.S_ISGID
+        return Inode(ino=self.allocator.allocate(), mode=mode, uid=caller.uid, gid=gid, atime=ts, mtime=ts, ctime=ts, **kw)
+
+    # -- creating ------------------------------------------------------------------------------------
+    def create_entry(self, path: str, mode: int, caller: Caller, op: str, **kw: Any) -> Inode:
+        """mknod, mkdir, create, symlink: one conditional put in the parent's journal."""
+        ppath, name = split_path(path)
+        check_name(name)
+        pnode = self.resolve_dir(ppath)
+        pattrs = self.attrs(pnode)
+        pj = schema.dir_journal(pnode.ino)
+        slot: list[Inode] = []
+
+        def build(tx: Tx) -> Inode:
+            d = self._parent_draft(tx, pnode.ino)
+            if name in d.entries:
+                raise FsError(errno.EEXIST, path)
+            if not slot:
+                slot.append(self._new_inode(mode, caller, pattrs, tx.ts, **kw))
+            inode = replace(slot[0], atime=tx.ts, mtime=tx.ts, ctime=tx.ts)
+            d.emit(Create(name, inode))
+            return inode
+
+        return self._commit([pj], build, op, caller)
+
+    # -- removing ------------------------------------------------------------------------------------
+    def unlink(self, path: str, caller: Caller) -> Inode:
+        ppath, name = split_path(path)
+        pnode = self.resolve_dir(ppath)
+
+        def build(tx: Tx) -> Inode:
+            d = self._parent_draft(tx, pnode.ino)
+            ent = d.entries.get(name)
+            if ent is None:
+                raise FsError(errno.ENOENT, path)
+            if ent.is_dir:
+                raise FsError(errno.EISDIR, path)
+            if ent.linked:
+                self._drop_link(tx, ent)
+            d.emit(Remove(name, ent.ino))
+            return ent
+
+        return self._commit([schema.dir_journal(pnode.ino)], build, "unlink", caller)
+
+    def _drop_link(self, tx: Tx, ent: Inode) -> None:
+        i = tx.draft(schema.inode_journal(ent.ino))
+        assert i.subject is not None
+        i.emit(SetAttr("", {"nlink": i.subject.nlink - 1, "ctime": tx.ts}))
+
+    def rmdir(self, path: str, caller: Caller) -> None:
+        ppath, name = split_path(path)
+        if not name:
+            raise FsError(errno.EBUSY, "cannot remove the root")
+        if name in (".", ".."):
+            raise FsError(errno.EINVAL if name == "." else errno.ENOTEMPTY, path)
+        pnode = self.resolve_dir(ppath)
+        node = self.resolve(path)
+        if not node.entry.is_dir:
+            raise FsError(errno.ENOTDIR, path)
+
+        def build(tx: Tx) -> None:
+            d = self._parent_draft(tx, pnode.ino)
+            ent = d.entries.get(name)
+            if ent is None:
+                raise FsError(errno.ENOENT, path)
+            if not ent.is_dir:
+                raise FsError(errno.ENOTDIR, path)
+            c = tx.draft(schema.dir_journal(ent.ino))
+            if not c.is_empty():
+                raise FsError(errno.ENOTEMPTY, path)
+            d.emit(Remove(name, ent.ino))
+            c.emit(Remove("", ent.ino))  # seal: a racing create in it now conflicts and fails
+
+        self._commit([schema.dir_journal(pnode.ino), schema.dir_journal(node.ino)], build, "rmdir", caller)
+
+    # -- rename ----------------------------------------------------------------------------------------
+    def rename(self, old: str, new: str, flags: int, caller: Caller) -> Inode:
+        if flags & RENAME_EXCHANGE:
+            raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
+        sp, sname = split_path(old)
+        dp, dname = split_path(new)
+        if not sname or not dname:
+            raise FsError(errno.EBUSY, "cannot rename the root")
+        check_name(dname)
+        snode = self.resolve_dir(sp)
+        src = self.resolve(old)
+        if src.entry.is_dir and (new + "/").startswith(old.rstrip("/") + "/") and new != old:
+            raise FsError(errno.EINVAL, "cannot move a directory into itself")
+        for attempt in range(3):
+            fresh = attempt > 0 or None
+            dnode = self.resolve_dir(dp, 0.0 if fresh else None)
+            if snode.ino == dnode.ino:
+                return self._rename_within(snode.ino, sname, dname, flags, caller, old)
+            moving_dir = src.entry.is_dir
+            if moving_dir:
+                self._ensure_sentinel()
+                # The target's ancestry must be at least as fresh as the sentinel we condition on.
+                import time as _time
+
+                age = max(0.0, _time.monotonic() - self._sentinel_read_at)
+                dnode = self.resolve_dir(dp, min(age, self.ttl))
+            retry: list[bool] = []
+            try:
+                return self._rename_across(snode.ino, sname, dnode, dname, flags, caller, old, moving_dir, retry)
+            except _Reresolve:
+                self._sentinel = None
+                continue
+        raise FsError(errno.EAGAIN, "rename: the tree kept changing")
+
+    def _rename_within(self, pino: int, sname: str, dname: str, flags: int, caller: Caller, old: str) -> Inode:
+        def build(tx: Tx) -> Inode:
+            d = self._parent_draft(tx, pino)
+            ent = d.entries.get(sname)
+            if ent is None:
+                raise FsError(errno.ENOENT, old)
+            if sname == dname:
+                return ent
+            tgt = d.entries.get(dname)
+            if tgt is not None:
+                if flags & RENAME_NOREPLACE:
+                    raise FsError(errno.EEXIST, dname)
+                if tgt.ino == ent.ino:
+                    return ent  # two names of one inode: POSIX says do nothing
+                self._replace_target(tx, ent, tgt, dname)
+            d.emit(Rename(sname, dname, ent.ino))
+            return ent
+
+        return self._commit([schema.dir_journal(pino)], build, "rename", caller)
+
+    def _replace_target(self, tx: Tx, ent: Inode, tgt: Inode, dname: str) -> None:
+        if ent.is_dir and not tgt.is_dir:
+            raise FsError(errno.ENOTDIR, dname)
+        if not ent.is_dir and tgt.is_dir:
+            raise FsError(errno.EISDIR, dname)
+        if tgt.is_dir:
+            c = tx.draft(schema.dir_journal(tgt.ino))
+            if not c.is_empty():
+                raise FsError(errno.ENOTEMPTY, dname)
+            c.emit(Remove("", tgt.ino))
+        elif tgt.linked:
+            self._drop_link(tx, tgt)
+
+    def _rename_across(self, spino: int, sname: str, dnode: Node, dname: str, flags: int, caller: Caller,
+                       old: str, moving_dir: bool, retry: list[bool]) -> Inode:
+        dpino = dnode.ino
+        sentinel_seen = self._sentinel
+
+        def build(tx: Tx) -> Inode:
+            s = self._parent_draft(tx, spino)
+            t = self._parent_draft(tx, dpino)
+            ent = s.entries.get(sname)
+            if ent is None:
+                raise FsError(errno.ENOENT, old)
+            if ent.is_dir and (ent.ino == dpino or ent.ino in dnode.chain):
+                raise FsError(errno.EINVAL, "cannot move a directory into its own subtree")
+            tgt = t.entries.get(dname)
+            if tgt is not None:
+                if flags & RENAME_NOREPLACE:
+                    raise FsError(errno.EEXIST, dname)
+                if tgt.ino == ent.ino:
+                    return ent
+                self._replace_target(tx, ent, tgt, dname)
+            s.emit(MoveOut(sname, ent.ino, dpino, dname))
+            t.emit(MoveIn(dname, ent, spino, sname))
+            if ent.is_dir:
+                if not moving_dir:
+                    raise _Reresolve()
+                m = tx.draft(schema.dir_journal(ent.ino))
+                m.emit(SetAttr("", {"ctime": tx.ts}))
+                v = sentinel_seen or 0
+                cond = ABSENT if v == 0 else (Cond("eq", "v", v),)
+                tx.extra.append(Put("meta", {"path": schema.FS_PARTITION, "name": RENAME_SENTINEL, "v": v + 1}, cond))
+
+                def sentinel_lost() -> None:
+                    retry.append(True)
+
+                tx.on_conflict.append(sentinel_lost)
+            return ent
+
+        jids = [schema.dir_journal(spino), schema.dir_journal(dpino)]
+        if moving_dir:
+            jids.append(schema.dir_journal(self.resolve_child_ino(spino, sname)))
+            before = len(retry)
+            result = self._commit_once_for_sentinel(jids, build, caller, retry, before)
+            self._sentinel = (sentinel_seen or 0) + 1
+            import time as _time
+
+            self._sentinel_read_at = min(self._sentinel_read_at, _time.monotonic())
+            return result
+        return self._commit(jids, build, "rename", caller)
+
+    def _commit_once_for_sentinel(self, jids: list[str], build: Callable[[Tx], Any], caller: Caller,
+                                  retry: list[bool], before: int) -> Any:
+        """A directory move commits against the rename sentinel we read; if the sentinel moved on,
+        another directory move happened: re-read it and re-resolve the target afresh."""
+
+        def guarded(tx: Tx) -> Any:
+            if len(retry) > before:
+                raise _Reresolve()
+            return build(tx)
+
+        return self._commit(jids, guarded, "rename", caller)
+
+    def resolve_child_ino(self, pino: int, name: str) -> int:
+        view = self.dir_view(pino)
+        with view.lock:
+            ent = view.entries.get(name)
+        if ent is None:
+            raise FsError(errno.ENOENT, name)
+        return ent.ino
+
+    def _ensure_sentinel(self) -> None:
+        import time as _time
+
+        if self._sentinel is None:
+            item = self.store.get("meta", (schema.FS_PARTITION, RENAME_SENTINEL))
+            self._sentinel = int(item["v"]) if item else 0
+            self._sentinel_read_at = _time.monotonic()
+
+    # -- links ------------------------------------------------------------------------------------------
+    def link(self, old: str, new: str, caller: Caller) -> Inode:
+        sp, sname = split_path(old)
+        dp, dname = split_path(new)
+        check_name(dname)
+        snode = self.resolve_dir(sp)
+        src = self.resolve(old)
+        if src.entry.is_dir:
+            raise FsError(errno.EPERM, "hard links to directories are not allowed")
+        dnode = self.resolve_dir(dp)
+        ino = src.ino
+
+        def build(tx: Tx) -> Inode:
+            s = self._parent_draft(tx, snode.ino)
+            t = self._parent_draft(tx, dnode.ino)
+            ent = s.entries.get(sname)
+            if ent is None:
+                raise FsError(errno.ENOENT, old)
+            if ent.is_dir:
+                raise FsError(errno.EPERM, old)
+            if dname in t.entries:
+                raise FsError(errno.EEXIST, new)
+            i = tx.draft(schema.inode_journal(ent.ino))
+            if ent.linked:
+                assert i.subject is not None
+                i.emit(SetAttr("", {"nlink": i.subject.nlink + 1, "ctime": tx.ts}))
+                shared = i.subject
+            else:
+                shared = replace(ent, nlink=2, ctime=tx.ts, linked=False)
+                i.emit(InodeInit(shared))
+                s.emit(Detach(sname, ent.ino))
+            t.emit(Link(dname, ent.ino, stat.S_IFMT(ent.mode)))
+            return shared
+
+        jids = sorted({schema.dir_journal(snode.ino), schema.dir_journal(dnode.ino), schema.inode_journal(ino)})
+        return self._commit(jids, build, "link", caller)
+
+    # -- attributes ------------------------------------------------------------------------------------
+    def locate(self, node: Node) -> tuple[str, str]:
+        """Where a node's attributes are changed: (journal, name in it)."""
+        if node.entry.is_dir:
+            return schema.dir_journal(node.ino), ""
+        if node.entry.linked:
+            return schema.inode_journal(node.ino), ""
+        assert node.parent is not None
+        return schema.dir_journal(node.parent), node.name
+
+    def set_attrs(self, node: Node, attrs: dict[str, int], caller: Caller, op: str,
+                  blocks: tuple | None = None, check: Callable[[Inode], dict[str, int]] | None = None) -> Inode:
+        """Change attributes (one conditional put). ``check`` may derive the changes from the
+        current inode inside the build (so they are validated against the freshest state)."""
+        jid, name = self.locate(node)
+        ino = node.ino
+
+        def build(tx: Tx) -> Inode:
+            d = tx.draft(jid)
+            cur = self._current(d, name, ino, node)
+            changes = dict(attrs)
+            if check is not None:
+                changes.update(check(cur))
+            changes.setdefault("ctime", tx.ts)
+            d.emit(SetAttr(name, changes, blocks, self.sb.block_size if (blocks or "size" in changes) else 0))
+            return self._current(d, name, ino, node)
+
+        return self._commit([jid], build, op, caller)
+
+    def _current(self, d: Draft, name: str, ino: int, node: Node) -> Inode:
+        if name == "":
+            if d.subject is not None:
+                return d.subject
+            if d.removed:
+                raise FsError(errno.ENOENT, f"inode {ino}")
+            return d.own_inode(node.entry)
+        ent = d.entries.get(name)
+        if ent is None or ent.ino != ino:
+            raise FsError(errno.ESTALE if ent is not None else errno.ENOENT, name)
+        if ent.linked:
+            raise NeedJournal(schema.inode_journal(ino))
+        return ent
+
+    def set_xattr(self, node: Node, key: str, value: bytes | None, mode: int, caller: Caller) -> None:
+        """mode: 0, XATTR_CREATE (1) or XATTR_REPLACE (2); value None removes."""
+        jid, name = self.locate(node)
+        ino = node.ino
+
+        def build(tx: Tx) -> None:
+            d = tx.draft(jid)
+            cur = self._current(d, name, ino, node)
+            exists = cur.xattr(key) is not None
+            if value is None and not exists:
+                raise FsError(errno.ENODATA, key)
+            if mode == 1 and exists:
+                raise FsError(errno.EEXIST, key)
+            if mode == 2 and not exists:
+                raise FsError(errno.ENODATA, key)
+            d.emit(SetXattr(name, key, value, tx.ts))
+
+        self._commit([jid], build, "setxattr" if value is not None else "removexattr", caller)
+
+
+class _Reresolve(Exception):
+    """The namespace changed under a directory move: resolve the paths again, freshly."""

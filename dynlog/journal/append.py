@@ -1,0 +1,284 @@
+"""The append protocol: validate against the view, conditional put at head+1, on conflict
+fast-forward and re-validate (never a blind retry).
+
+One journal: a conditional PutItem. Several journals (rename across directories, link, rmdir,
+unlink of a hard-linked file): one TransactWriteItems with one conditional put per journal.
+Group commit: operations on one journal that arrive while a commit is in flight are folded
+into the next record, so a busy directory pays one request for many operations.
+"""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import structlog
+
+from ..errors import FsError, JournalConflict
+from ..materialize.cache import ViewCache
+from ..materialize.draft import Draft
+from ..materialize.view import View
+from ..store.base import Put
+from ..store.retry import backoff_delay
+from .log import JournalStore
+from .record import Record
+
+log = structlog.get_logger(__name__)
+
+MAX_ATTEMPTS = 60
+MAX_BATCH = 64
+
+
+class NeedJournal(Exception):
+    """Raised by a build function that discovered it must also change journal ``jid``."""
+
+    def __init__(self, jid: str) -> None:
+        super().__init__(jid)
+        self.jid = jid
+
+
+@dataclass
+class Tx:
+    """What a build function sees: one draft per journal, and room for extra conditional puts."""
+
+    drafts: dict[str, Draft]
+    ts: int
+    extra: list[Put] = field(default_factory=list)
+    on_conflict: list[Callable[[], None]] = field(default_factory=list)
+
+    def draft(self, jid: str) -> Draft:
+        d = self.drafts.get(jid)
+        if d is None:
+            raise NeedJournal(jid)
+        return d
+
+
+Build = Callable[[Tx], Any]
+
+
+@dataclass
+class _Pending:
+    build: Build
+    op: str
+    uid: int
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class _Group:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: deque[_Pending] = deque()
+        self.leading = False
+
+
+class Committer:
+    def __init__(self, journals: JournalStore, cache: ViewCache, session: str, clock: Callable[[], int] = time.time_ns) -> None:
+        self.journals = journals
+        self.cache = cache
+        self.session = session
+        self.clock = clock
+        self._groups: dict[str, _Group] = {}
+        self._groups_lock = threading.Lock()
+        self.group_commit = True
+        self.conflicts = 0
+        self.batched = 0
+
+    def _now(self) -> int:
+        return self.clock()
+
+    # -- public -------------------------------------------------------------------------------
+    def commit(self, jids: list[str] | tuple[str, ...], build: Build, op: str, uid: int = 0) -> Any:
+        """Run ``build`` against fresh drafts of ``jids`` and commit what it emits, atomically."""
+        if len(jids) == 1 and self.group_commit:
+            try:
+                return self._commit_grouped(jids[0], build, op, uid)
+            except NeedJournal as n:
+                return self._commit_many([jids[0], n.jid], build, op, uid)
+        return self._commit_many(list(jids), build, op, uid)
+
+    # -- several journals -----------------------------------------------------------------------
+    def _commit_many(self, jids: list[str], build: Build, op: str, uid: int) -> Any:
+        wanted = set(jids)
+        refreshed_for_error = False
+        for attempt in range(MAX_ATTEMPTS):
+            order = sorted(wanted)
+            views = [self.cache.get(j) for j in order]
+            for v in views:
+                v.lock.acquire()
+            tx: Tx | None = None
+            try:
+                for v in views:
+                    if v.stale:
+                        self.cache.refresh(v)
+                ts = self._now()
+                tx = Tx({v.jid: Draft(v, ts) for v in views}, ts)
+                try:
+                    result = build(tx)
+                except NeedJournal as n:
+                    wanted.add(n.jid)
+                    continue
+                except FsError:
+                    if refreshed_for_error or all(time.monotonic() - v.validated < 0.05 for v in views):
+                        raise
+                    refreshed_for_error = True
+                    for v in views:
+                        self.cache.refresh(v)
+                    continue
+                recs = self._records(tx, op, uid)
+                if recs or tx.extra:
+                    if len(recs) == 1 and not tx.extra:
+                        self.journals.append(recs[0])
+                    else:
+                        self.journals.append_many(recs, tx.extra)
+                    self._apply(recs, {v.jid: v for v in views})
+                return result
+            except JournalConflict as e:
+                self.conflicts += 1
+                named = {k[0] for k in e.keys} & wanted
+                for j in named or wanted:
+                    self.cache.invalidate(j)
+                if tx is not None:
+                    for hook in tx.on_conflict:
+                        hook()
+            finally:
+                for v in reversed(views):
+                    v.lock.release()
+            time.sleep(backoff_delay(attempt, base=0.005, cap=0.5))
+        raise FsError(errno.EAGAIN, f"{op}: gave up after {MAX_ATTEMPTS} conflicting attempts")
+
+    def _records(self, tx: Tx, op: str, uid: int) -> list[Record]:
+        return [
+            Record(jid, d.head + 1, tuple(d.events), tx.ts, self.session, uid, op, d.head_hash).sealed()
+            for jid, d in sorted(tx.drafts.items())
+            if d.events
+        ]
+
+    def _apply(self, recs: list[Record], views: dict[str, View]) -> None:
+        for r in recs:
+            v = views[r.jid]
+            v.apply(r)
+            v.mark_validated()
+
+    # -- one journal, group commit ------------------------------------------------------------------
+    def _group(self, jid: str) -> _Group:
+        with self._groups_lock:
+            g = self._groups.get(jid)
+            if g is None:
+                g = self._groups[jid] = _Group()
+            return g
+
+    def _commit_grouped(self, jid: str, build: Build, op: str, uid: int) -> Any:
+        g = self._group(jid)
+        me = _Pending(build, op, uid)
+        with g.lock:
+            g.pending.append(me)
+            lead = not g.leading
+            if lead:
+                g.leading = True
+        if lead:
+            try:
+                while True:
+                    with g.lock:
+                        batch = [g.pending.popleft() for _ in range(min(MAX_BATCH, len(g.pending)))]
+                        if not batch:
+                            g.leading = False
+                            break
+                    self._commit_batch(jid, batch)
+            except BaseException as e:
+                with g.lock:
+                    g.leading = False
+                    orphans = list(g.pending)
+                    g.pending.clear()
+                for p in orphans:
+                    p.error = e
+                    p.done.set()
+                raise
+        me.done.wait()
+        if me.error is not None:
+            raise me.error
+        return me.result
+
+    def _commit_batch(self, jid: str, batch: list[_Pending]) -> None:
+        live = list(batch)
+        refreshed_for_error = False
+        try:
+            for attempt in range(MAX_ATTEMPTS):
+                view = self.cache.get(jid)
+                with view.lock:
+                    if view.stale:
+                        self.cache.refresh(view)
+                    ts = self._now()
+                    draft = Draft(view, ts)
+                    tx = Tx({jid: draft}, ts)
+                    results: list[tuple[_Pending, Any]] = []
+                    failed: list[tuple[_Pending, BaseException]] = []
+                    restart = False
+                    for p in live:
+                        mark = draft.mark()
+                        try:
+                            results.append((p, p.build(tx)))
+                        except (FsError, NeedJournal) as e:
+                            if draft.mark() != mark:
+                                live.remove(p)
+                                p.error, restart = e, True
+                                p.done.set()
+                                break
+                            failed.append((p, e))
+                    if restart:
+                        continue
+                    if failed and not refreshed_for_error and time.monotonic() - view.validated >= 0.05:
+                        refreshed_for_error = True
+                        self.cache.refresh(view)
+                        continue
+                    rec = None
+                    if draft.events or tx.extra:
+                        ops = "+".join(dict.fromkeys(p.op for p, _ in results)) or live[0].op
+                        rec = Record(jid, draft.head + 1, tuple(draft.events), ts, self.session,
+                                     results[0][0].uid if results else 0, ops, draft.head_hash).sealed()
+                        try:
+                            if tx.extra:
+                                self.journals.append_many([rec], tx.extra)
+                            else:
+                                self.journals.append(rec)
+                        except JournalConflict:
+                            self.conflicts += 1
+                            view.stale = True
+                            for hook in tx.on_conflict:
+                                hook()
+                            rec = None
+                            results = []
+                            failed = []
+                            ok = False
+                        else:
+                            ok = True
+                            view.apply(rec)
+                            view.mark_validated()
+                    else:
+                        ok = True
+                    if ok:
+                        if len(results) > 1:
+                            self.batched += len(results) - 1
+                        for p, r in results:
+                            p.result = r
+                            p.done.set()
+                        for p, e in failed:
+                            p.error = e
+                            p.done.set()
+                        return
+                time.sleep(backoff_delay(attempt, base=0.005, cap=0.5))
+            for p in live:
+                if not p.done.is_set():
+                    p.error = FsError(errno.EAGAIN, f"{p.op}: gave up after {MAX_ATTEMPTS} conflicting attempts")
+                    p.done.set()
+        except BaseException as e:  # never leave a follower waiting forever
+            for p in live:
+                if not p.done.is_set():
+                    p.error = e
+                    p.done.set()
+            raise

@@ -1,0 +1,93 @@
+"""Reading and writing journals and snapshots in the meta table.
+
+Appends are conditional puts at ``j/<head+1>`` (attribute_not_exists): the key itself enforces
+that exactly one record wins each sequence number. Reads of the tail are strongly consistent.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any, Sequence
+
+from .. import schema
+from ..store.base import ABSENT, MAX_ITEM_BYTES, Delete, Put, Store
+from .record import Record
+
+SNAPSHOT_PART_BYTES = MAX_ITEM_BYTES - 16 * 1024  # room for the key and bookkeeping attributes
+
+
+class JournalStore:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- records ----------------------------------------------------------------------------
+    def read_after(self, jid: str, seq: int, until: int | None = None) -> list[Record]:
+        stop = schema.record_key(until + 1) if until is not None else "j/~"
+        return [Record.from_item(it) for it in self.store.query("meta", jid, start=schema.record_key(seq + 1), stop=stop)]
+
+    def append(self, rec: Record) -> None:
+        """One conditional put; raises JournalConflict when ``rec.seq`` is taken."""
+        self.store.put(Put("meta", rec.to_item(), ABSENT))
+
+    def append_many(self, recs: Sequence[Record], extra: Sequence[Put] = ()) -> None:
+        """One TransactWriteItems: every record (and ``extra`` conditional puts) or none."""
+        self.store.transact([Put("meta", r.to_item(), ABSENT) for r in recs] + list(extra))
+
+    def first_seq(self, jid: str) -> int | None:
+        for it in self.store.query("meta", jid, start="j/", stop="j/~", limit=1):
+            return schema.record_seq(it["name"])
+        return None
+
+    # -- snapshots --------------------------------------------------------------------------
+    def load_snapshot(self, jid: str, at_or_before: int | None = None) -> dict[str, Any] | None:
+        """The latest snapshot (or the latest at or before a seq): one reverse query page."""
+        stop = schema.snapshot_key(at_or_before + 1, 0) if at_or_before is not None else "s/~"
+        parts: list[dict[str, Any]] = []
+        seq = None
+        for it in self.store.query("meta", jid, start="s/", stop=stop, reverse=True):
+            s = schema.snapshot_seq(it["name"])
+            if seq is None:
+                seq = s
+            if s != seq:
+                if len(parts) == parts[0]["of"]:
+                    break
+                parts, seq = [it], s  # an incomplete newer snapshot: fall back to the older one
+                continue
+            parts.append(it)
+            if len(parts) == it["of"]:
+                break
+        if not parts or len(parts) != parts[0]["of"]:
+            return None
+        parts.sort(key=lambda it: it["name"])
+        return json.loads(zlib.decompress(b"".join(p["data"] for p in parts)))
+
+    def write_snapshot(self, jid: str, state: dict[str, Any]) -> int:
+        """Write a snapshot of ``state`` (a View.to_snapshot()) at its head; returns its parts.
+        Parts are written last-part-first, so a reader never sees a complete-looking partial."""
+        blob = zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6)
+        chunks = [blob[i : i + SNAPSHOT_PART_BYTES] for i in range(0, len(blob), SNAPSHOT_PART_BYTES)] or [b""]
+        seq = state["head"]
+        items = [
+            {"path": jid, "name": schema.snapshot_key(seq, i), "data": c, "of": len(chunks), "h": state["hash"]}
+            for i, c in enumerate(chunks)
+        ]
+        self.store.batch_write("meta", puts=items)
+        return len(items)
+
+    def snapshot_seqs(self, jid: str) -> list[int]:
+        return sorted({schema.snapshot_seq(it["name"]) for it in self.store.query("meta", jid, start="s/", stop="s/~")})
+
+    def delete_snapshot(self, jid: str, seq: int) -> None:
+        keys = [(jid, it["name"]) for it in self.store.query("meta", jid, start=schema.snapshot_key(seq, 0),
+                                                              stop=schema.snapshot_key(seq, 9999) + "~")]
+        self.store.delete_items("meta", keys)
+
+    def delete_records(self, jid: str, upto: int) -> int:
+        keys = [(jid, it["name"]) for it in self.store.query("meta", jid, start="j/", stop=schema.record_key(upto + 1))]
+        self.store.delete_items("meta", keys)
+        return len(keys)
+
+
+def conditional_delete(jid: str, name: str) -> Delete:
+    return Delete("meta", (jid, name))

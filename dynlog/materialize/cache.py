@@ -1,0 +1,150 @@
+"""The cache of materialized views: built lazily, fast-forwarded, evicted LRU under a budget.
+
+Locking: ``_lock`` guards only the dictionary of views. Each view has its own RLock; an
+operation that changes several journals takes their locks in sorted journal-id order (see
+docs/ARCHITECTURE.md, "Locking order"). Store requests happen with a view lock held only
+while fast-forwarding that view or committing to it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+
+import structlog
+
+from ..journal.log import JournalStore
+from ..journal.record import Record
+from ..store.base import Change
+from .view import SequenceGap, View
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_ENTRY_BUDGET = 2_000_000
+
+
+class ViewCache:
+    def __init__(self, journals: JournalStore, *, entry_budget: int = DEFAULT_ENTRY_BUDGET) -> None:
+        self.journals = journals
+        self.entry_budget = entry_budget
+        self._views: OrderedDict[str, View] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+        self.loads = 0
+        self.fast_forwards = 0
+
+    def peek(self, jid: str) -> View | None:
+        with self._lock:
+            return self._views.get(jid)
+
+    def get(self, jid: str, max_age: float | None = None) -> View:
+        """The view of ``jid``; re-read its tail if stale or validated longer than ``max_age`` ago."""
+        with self._lock:
+            view = self._views.get(jid)
+            if view is not None:
+                self._views.move_to_end(jid)
+            load_lock = self._loading.setdefault(jid, threading.Lock()) if view is None else None
+        if view is None:
+            assert load_lock is not None
+            with load_lock:
+                view = self.peek(jid)
+                if view is None:
+                    view = self._load(jid)
+                    with self._lock:
+                        self._views[jid] = view
+                        self._loading.pop(jid, None)
+                    self._evict()
+                    return view
+        if view.stale or (max_age is not None and time.monotonic() - view.validated > max_age):
+            self.refresh(view)
+        return view
+
+    def _load(self, jid: str) -> View:
+        self.loads += 1
+        snap = self.journals.load_snapshot(jid)
+        view = View.from_snapshot(snap) if snap else View(jid)
+        for rec in self.journals.read_after(jid, view.head):
+            view.apply(rec)
+        view.mark_validated()
+        return view
+
+    def refresh(self, view: View) -> None:
+        """Fast-forward from the head: one query for the records after it."""
+        with view.lock:
+            started = time.monotonic()
+            try:
+                recs = self.journals.read_after(view.jid, view.head)
+                if recs and recs[0].seq != view.head + 1:
+                    raise SequenceGap(f"{view.jid}: first record {recs[0].seq} after head {view.head}")
+                for rec in recs:
+                    view.apply(rec)
+                self.fast_forwards += 1
+            except SequenceGap as e:
+                log.debug("view.rebuild", jid=view.jid, why=str(e))
+                view.adopt(self._load(view.jid))
+            view.validated = started
+            view.stale = False
+
+    def apply_records(self, view: View, recs: list[Record]) -> None:
+        """Fold records this client just committed (the caller holds the view lock)."""
+        for rec in recs:
+            view.apply(rec)
+
+    def invalidate(self, jid: str) -> None:
+        view = self.peek(jid)
+        if view is not None:
+            view.stale = True
+
+    def invalidate_all(self) -> None:
+        with self._lock:
+            for v in self._views.values():
+                v.stale = True
+
+    def on_change(self, change: Change) -> View | None:
+        """A change-feed record: fold it if it is the next record of a cached view, else mark the view
+        stale. Returns the view it touched, if cached."""
+        view = self.peek(change.path)
+        if view is None or not change.name.startswith("j/"):
+            if view is not None and change.name.startswith("s/"):
+                return None  # a snapshot being written changes nothing we show
+            return view
+        if change.item is not None and view.lock.acquire(blocking=False):
+            try:
+                rec = Record.from_item(change.item)
+                if rec.seq <= view.head:
+                    return view  # ours, or already seen
+                if rec.seq == view.head + 1:
+                    view.apply(rec)
+                    return view
+            finally:
+                view.lock.release()
+        else:
+            from .. import schema
+
+            if schema.record_seq(change.name) <= view.head:
+                return view
+        view.stale = True
+        return view
+
+    def entries(self) -> int:
+        with self._lock:
+            return sum(len(v.entries) for v in self._views.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._views)
+
+    def _evict(self) -> None:
+        with self._lock:
+            total = sum(len(v.entries) for v in self._views.values())
+            while total > self.entry_budget and len(self._views) > 1:
+                jid, view = next(iter(self._views.items()))
+                if not view.lock.acquire(blocking=False):
+                    self._views.move_to_end(jid)
+                    break
+                try:
+                    del self._views[jid]
+                    total -= len(view.entries)
+                finally:
+                    view.lock.release()

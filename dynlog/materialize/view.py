@@ -1,0 +1,244 @@
+"""A journal's materialized state: a pure fold of its records, one function per event type.
+
+For a directory journal ``d/<ino>`` the state is the sorted entries (name -> Inode) plus
+``own``: the directory's own attribute changes since its creation (the creation values are
+embedded in its parent's journal; see docs/ARCHITECTURE.md). For an inode journal ``i/<ino>``
+the state is ``subject``: the inode that several names share.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+from sortedcontainers import SortedDict
+
+from ..journal.events import (
+    Create, Detach, Event, InodeInit, Link, MoveIn, MoveOut, Orphaned, Remove, Rename, SetAttr, SetXattr,
+)
+from ..journal.inode import Inode, map_overlay, map_truncate, reference
+from ..journal.record import GENESIS_HASH, Record
+
+
+class SequenceGap(Exception):
+    """A record did not follow the view's head: the view must be re-read from the store."""
+
+
+class View:
+    def __init__(self, jid: str) -> None:
+        self.jid = jid
+        self.head = 0
+        self.head_hash = GENESIS_HASH
+        self.head_ts = 0
+        self.entries: SortedDict = SortedDict()
+        self.by_ino: dict[int, str] = {}
+        self.moved_out: dict[int, tuple[int, str]] = {}
+        self.own: dict[str, Any] = {}
+        self.subject: Inode | None = None
+        self.ndirs = 0
+        self.orphans: dict[int, Orphaned] = {}
+        self.lock = threading.RLock()
+        self.validated = 0.0  # time.monotonic() of the last strongly consistent read of the tail
+        self.stale = False
+        self.chain_ok = True
+        self.removed = False  # the directory itself was removed (rmdir seals its journal)
+
+    # -- folding ---------------------------------------------------------------------------
+    def apply(self, rec: Record) -> None:
+        if rec.seq != self.head + 1:
+            raise SequenceGap(f"{self.jid}: record {rec.seq} after head {self.head}")
+        if rec.prev != self.head_hash:
+            self.chain_ok = False
+        for ev in rec.events:
+            fold(ev, self, rec.ts)
+        self.head = rec.seq
+        self.head_hash = rec.hash
+        self.head_ts = rec.ts
+
+    def put_entry(self, name: str, inode: Inode) -> None:
+        old = self.entries.get(name)
+        if old is not None:
+            self.drop_entry(name)
+        self.entries[name] = inode
+        self.by_ino[inode.ino] = name
+        self.moved_out.pop(inode.ino, None)
+        if inode.is_dir:
+            self.ndirs += 1
+
+    def drop_entry(self, name: str) -> Inode | None:
+        old = self.entries.pop(name, None)
+        if old is not None:
+            if self.by_ino.get(old.ino) == name:
+                del self.by_ino[old.ino]
+                for other, ent in self.entries.items():  # rare: a second name of one linked inode
+                    if ent.ino == old.ino:
+                        self.by_ino[old.ino] = other
+                        break
+            if old.is_dir:
+                self.ndirs -= 1
+        return old
+
+    def touch(self, ts: int) -> None:
+        self.own["mtime"] = ts
+        self.own["ctime"] = ts
+
+    # -- reading ---------------------------------------------------------------------------
+    def own_inode(self, base: Inode) -> Inode:
+        """The directory's inode: its creation values (``base``) with its own changes applied."""
+        out = replace(base, **{k: v for k, v in self.own.items() if k != "xattrs"}, nlink=2 + self.ndirs)
+        if "xattrs" in self.own:
+            out = replace(out, xattrs=self.own["xattrs"])
+        return out
+
+    # -- snapshots -------------------------------------------------------------------------
+    def to_snapshot(self) -> dict[str, Any]:
+        own = dict(self.own)
+        if "xattrs" in own:
+            own["xattrs"] = [[k, v.hex()] for k, v in own["xattrs"]]
+        return {
+            "jid": self.jid, "head": self.head, "hash": self.head_hash, "ts": self.head_ts, "own": own,
+            "subject": self.subject.to_json() if self.subject else None,
+            "entries": [[n, e.to_json()] for n, e in self.entries.items()],
+            "moved": [[i, d, n] for i, (d, n) in self.moved_out.items()],
+            "orphans": [o.to_json() for o in self.orphans.values()],
+            "removed": int(self.removed),
+        }
+
+    @classmethod
+    def from_snapshot(cls, d: dict[str, Any]) -> "View":
+        v = cls(d["jid"])
+        v.head, v.head_hash, v.head_ts = d["head"], d["hash"], d.get("ts", 0)
+        v.own = dict(d.get("own", {}))
+        if "xattrs" in v.own:
+            v.own["xattrs"] = tuple((k, bytes.fromhex(h)) for k, h in v.own["xattrs"])
+        v.subject = Inode.from_json(d["subject"]) if d.get("subject") else None
+        for n, e in d["entries"]:
+            v.put_entry(n, Inode.from_json(e))
+        v.removed = bool(d.get("removed", 0))
+        v.moved_out = {i: (dd, n) for i, dd, n in d.get("moved", [])}
+        for o in d.get("orphans", []):
+            ev = Event.from_json(o)
+            assert isinstance(ev, Orphaned)
+            v.orphans[ev.ino] = ev
+        return v
+
+    def adopt(self, other: "View") -> None:
+        """Take over another view's state in place (a rebuild), so holders of this object see it."""
+        for attr in ("head", "head_hash", "head_ts", "entries", "by_ino", "moved_out", "own", "subject", "ndirs",
+                     "orphans", "chain_ok", "removed"):
+            setattr(self, attr, getattr(other, attr))
+
+    def state_equals(self, other: "View") -> bool:
+        a, b = self.to_snapshot(), other.to_snapshot()
+        return a == b
+
+    def mark_validated(self) -> None:
+        self.validated = time.monotonic()
+        self.stale = False
+
+
+def apply_attrs(inode: Inode, attrs: dict[str, int], blocks: tuple | None, block_size: int) -> Inode:
+    out = replace(inode, **attrs)
+    runs = inode.blocks
+    if "size" in attrs and attrs["size"] < inode.size and block_size:
+        runs = map_truncate(runs, -(-attrs["size"] // block_size))
+    if blocks:
+        runs = map_overlay(runs, blocks)
+    if runs is not inode.blocks:
+        out = replace(out, blocks=runs)
+    return out
+
+
+@functools.singledispatch
+def fold(ev: Event, view: View, ts: int) -> None:
+    raise TypeError(f"no fold for {type(ev).__name__}")
+
+
+@fold.register
+def _(ev: Create, view: View, ts: int) -> None:
+    view.put_entry(ev.name, ev.inode)
+    view.touch(ts)
+
+
+@fold.register
+def _(ev: Remove, view: View, ts: int) -> None:
+    if ev.name == "":
+        view.removed = True  # rmdir seals the directory's own journal
+        return
+    view.drop_entry(ev.name)
+    view.touch(ts)
+
+
+@fold.register
+def _(ev: Rename, view: View, ts: int) -> None:
+    inode = view.drop_entry(ev.name)
+    if inode is not None:
+        view.put_entry(ev.new, inode if inode.linked else replace(inode, ctime=ts))
+    view.touch(ts)
+
+
+@fold.register
+def _(ev: MoveOut, view: View, ts: int) -> None:
+    view.drop_entry(ev.name)
+    view.moved_out[ev.ino] = (ev.to_dir, ev.to_name)
+    view.touch(ts)
+
+
+@fold.register
+def _(ev: MoveIn, view: View, ts: int) -> None:
+    view.put_entry(ev.name, ev.inode if ev.inode.linked else replace(ev.inode, ctime=ts))
+    view.touch(ts)
+
+
+@fold.register
+def _(ev: SetAttr, view: View, ts: int) -> None:
+    if ev.name == "":
+        if view.subject is not None:
+            view.subject = apply_attrs(view.subject, ev.attrs, ev.blocks, ev.block_size)
+        else:
+            view.own.update(ev.attrs)
+        return
+    inode = view.entries.get(ev.name)
+    if inode is not None:
+        view.entries[ev.name] = apply_attrs(inode, ev.attrs, ev.blocks, ev.block_size)
+
+
+@fold.register
+def _(ev: SetXattr, view: View, ts: int) -> None:
+    if ev.name == "":
+        if view.subject is not None:
+            view.subject = replace(view.subject.with_xattr(ev.key, ev.value), ctime=ev.ctime or ts)
+        else:
+            cur = Inode(0, 0, xattrs=view.own.get("xattrs", ()))
+            view.own["xattrs"] = cur.with_xattr(ev.key, ev.value).xattrs
+            view.own["ctime"] = ev.ctime or ts
+        return
+    inode = view.entries.get(ev.name)
+    if inode is not None:
+        view.entries[ev.name] = replace(inode.with_xattr(ev.key, ev.value), ctime=ev.ctime or ts)
+
+
+@fold.register
+def _(ev: Detach, view: View, ts: int) -> None:
+    inode = view.entries.get(ev.name)
+    if inode is not None:
+        view.entries[ev.name] = reference(inode)
+
+
+@fold.register
+def _(ev: Link, view: View, ts: int) -> None:
+    view.put_entry(ev.name, Inode(ino=ev.ino, mode=ev.mode, linked=True))
+    view.touch(ts)
+
+
+@fold.register
+def _(ev: InodeInit, view: View, ts: int) -> None:
+    view.subject = ev.inode
+
+
+@fold.register
+def _(ev: Orphaned, view: View, ts: int) -> None:
+    view.orphans[ev.ino] = ev
