@@ -1,0 +1,119 @@
+"""Shared fixtures.
+
+Stores
+  ``ddb_local``      session-wide DynamoDB Local server (see tests/dynamodb_local.py); also puts
+                     fake AWS credentials and region into os.environ for the whole session.
+  ``store``          a fresh, empty store with its tables created, once per backend:
+                     parametrized ``sqlite`` (SqliteStore in tmp_path) and ``dynamodb``
+                     (DynamoStore on DynamoDB Local, unique table names). Closed afterwards.
+  ``store_factory``  a callable opening ANOTHER store object on the same backing tables as
+                     ``store`` (a second client: its own connections, its own metrics).
+  ``backend``        the name of the backend the current ``store`` runs on.
+
+Tests on the ``dynamodb`` backend carry the ``dynamodb`` marker (``-m "not dynamodb"`` leaves
+them out). DynamoDB Local missing is a failure, never a skip.
+
+More fixtures may be appended here or live in conftest.py files of subdirectories.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from dynamodb_local import FAKE_ENV, REGION, DynamoDBLocal, unique_table  # noqa: E402
+
+from dynlog.store.base import Store  # noqa: E402
+from dynlog.store.dynamo import DynamoStore  # noqa: E402
+from dynlog.store.sqlite import SqliteStore  # noqa: E402
+
+BACKENDS = ["sqlite", pytest.param("dynamodb", marks=pytest.mark.dynamodb)]
+
+
+@pytest.fixture(scope="session")
+def aws_env() -> Iterator[dict[str, str]]:
+    """Fake AWS credentials and region in os.environ for the session, so boto3 never looks for
+    real ones (profiles, instance metadata) and never talks to AWS by accident."""
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
+                    "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_DYNAMODB_STREAMS"):
+            mp.delenv(var, raising=False)
+        for k, v in FAKE_ENV.items():
+            mp.setenv(k, v)
+        mp.setenv("AWS_CONFIG_FILE", os.devnull)
+        mp.setenv("AWS_SHARED_CREDENTIALS_FILE", os.devnull)
+        yield dict(FAKE_ENV)
+
+
+@pytest.fixture(scope="session")
+def ddb_local(aws_env: dict[str, str]) -> Iterator[DynamoDBLocal]:
+    """One DynamoDB Local server for the whole session (in memory, shared database).
+
+    ``ddb_local.endpoint`` is its URL; ``ddb_local.env()`` the variables a subprocess needs;
+    ``ddb_local.client()`` a raw boto3 client for setting up odd tables by hand.
+    """
+    server = DynamoDBLocal()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """``sqlite`` or ``dynamodb``: which store the test runs on."""
+    return request.param
+
+
+@pytest.fixture
+def _store_opener(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], Store]]:
+    """Opens store objects on one set of backing tables (created on first use), closing them at the end."""
+    opened: list[Store] = []
+    if backend == "sqlite":
+        path = tmp_path / "fs.db"
+
+        def open_one() -> Store:
+            s = SqliteStore(str(path))
+            opened.append(s)
+            return s
+
+    else:
+        ddb: DynamoDBLocal = request.getfixturevalue("ddb_local")
+        table = unique_table()
+
+        def open_one() -> Store:
+            s = DynamoStore(REGION, table, endpoint_url=ddb.endpoint)
+            opened.append(s)
+            return s
+
+    yield open_one
+    for s in opened:
+        s.close()
+    if backend == "dynamodb" and opened:
+        client = ddb.client()
+        for name in (table, table + "Blocks"):
+            try:
+                client.delete_table(TableName=name)
+            except client.exceptions.ResourceNotFoundException:
+                pass
+
+
+@pytest.fixture
+def store(_store_opener: Callable[[], Store]) -> Store:
+    """A fresh store with both tables created, on each backend in turn."""
+    s = _store_opener()
+    s.create_tables()
+    return s
+
+
+@pytest.fixture
+def store_factory(store: Store, _store_opener: Callable[[], Store]) -> Callable[[], Store]:
+    """``store_factory()`` opens another store object on the same tables as ``store``."""
+    return _store_opener
