@@ -33,9 +33,13 @@ from .files import DIRTY_LIMIT, FileData, OpenFile, check_size
 from .namespace import Namespace, Node
 from .superblock import load_superblock
 
+if False:  # typing only
+    from ..cluster.follower import Invalidate
+
 log = structlog.get_logger(__name__)
 
 UTIME_NOW = "now"
+FEED_TTL = 30.0  # revalidation floor when a change feed keeps views fresh
 XATTR_CREATE, XATTR_REPLACE = 1, 2
 FALLOC_FL_KEEP_SIZE = 1
 
@@ -59,12 +63,39 @@ class FileSystem:
         self._fh = itertools.count(1)
         self._lock = threading.Lock()
 
+    # -- cluster services: session heartbeat and change-feed freshness ----------------------------
+    def start_services(self, mountpoint: str = "", on_invalidate: "Invalidate | None" = None,
+                       follow: bool = True) -> None:
+        """Register this mount's session and, where the store has a change feed, follow it; the
+        namespace TTL then only serves as the floor under the feed."""
+        from ..cluster.follower import Follower
+        from ..cluster.sessions import Session
+
+        self.session_item = Session(self.store, self.session, mountpoint)
+        self.session_item.start()
+        feed = self.store.change_feed() if follow else None
+        if feed is not None:
+            self.follower = Follower(self.cache, feed, on_invalidate)
+            self.follower.start()
+            self.ns.ttl = FEED_TTL
+
+    def stop_services(self) -> None:
+        follower = getattr(self, "follower", None)
+        if follower is not None:
+            follower.stop()
+            self.follower = None
+        sess = getattr(self, "session_item", None)
+        if sess is not None:
+            sess.stop(remove=True)
+            self.session_item = None
+
     def close(self) -> None:
         for f in list(self._files.values()):
             try:
                 self._flush_file(f, ROOT)
             except FsError as e:
                 log.warning("flush.failed_at_unmount", ino=f.ino, error=str(e))
+        self.stop_services()
         self.data.blocks.close()
 
     # -- reading metadata -------------------------------------------------------------------------

@@ -69,10 +69,12 @@ class ViewCache:
         view.mark_validated()
         return view
 
-    def refresh(self, view: View) -> None:
-        """Fast-forward from the head: one query for the records after it."""
+    def refresh(self, view: View) -> list[Record]:
+        """Fast-forward from the head: one query for the records after it. Returns the records
+        folded (empty after a rebuild, which callers treat as "everything may have changed")."""
         with view.lock:
             started = time.monotonic()
+            recs: list[Record] = []
             try:
                 recs = self.journals.read_after(view.jid, view.head)
                 if recs and recs[0].seq != view.head + 1:
@@ -83,8 +85,10 @@ class ViewCache:
             except SequenceGap as e:
                 log.debug("view.rebuild", jid=view.jid, why=str(e))
                 view.adopt(self._load(view.jid))
+                recs = []
             view.validated = started
             view.stale = False
+            return recs
 
     def apply_records(self, view: View, recs: list[Record]) -> None:
         """Fold records this client just committed (the caller holds the view lock)."""
@@ -101,31 +105,27 @@ class ViewCache:
             for v in self._views.values():
                 v.stale = True
 
-    def on_change(self, change: Change) -> View | None:
-        """A change-feed record: fold it if it is the next record of a cached view, else mark the view
-        stale. Returns the view it touched, if cached."""
+    def on_change(self, change: Change) -> tuple[View | None, list[Record]]:
+        """A change-feed record for a journal: fold it if it is the next record of a cached view,
+        else mark the view stale. Returns (the cached view it concerns, records folded now);
+        (None, []) when it concerns nothing cached or nothing new."""
+        from .. import schema
+
         view = self.peek(change.path)
         if view is None or not change.name.startswith("j/"):
-            if view is not None and change.name.startswith("s/"):
-                return None  # a snapshot being written changes nothing we show
-            return view
+            return None, []
+        if schema.record_seq(change.name) <= view.head:
+            return None, []  # ours, or already seen
         if change.item is not None and view.lock.acquire(blocking=False):
             try:
                 rec = Record.from_item(change.item)
-                if rec.seq <= view.head:
-                    return view  # ours, or already seen
                 if rec.seq == view.head + 1:
                     view.apply(rec)
-                    return view
+                    return view, [rec]
             finally:
                 view.lock.release()
-        else:
-            from .. import schema
-
-            if schema.record_seq(change.name) <= view.head:
-                return view
         view.stale = True
-        return view
+        return view, []
 
     def entries(self) -> int:
         with self._lock:
