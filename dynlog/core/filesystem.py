@@ -35,6 +35,7 @@ from .superblock import load_superblock
 
 if False:  # typing only
     from ..cluster.follower import Invalidate
+    from ..cluster.locks import Lock, LockManager
 
 log = structlog.get_logger(__name__)
 
@@ -80,6 +81,8 @@ class FileSystem:
             self.ns.ttl = FEED_TTL
 
     def stop_services(self) -> None:
+        if getattr(self, "_locks", None) is not None:
+            self._locks.release_all()
         follower = getattr(self, "follower", None)
         if follower is not None:
             follower.stop()
@@ -405,6 +408,55 @@ class FileSystem:
                     f.size = offset + length
                     f.mtime = time.time_ns()
                 self._flush_file(f, caller, force=True)
+
+    # -- locks ----------------------------------------------------------------------------------------
+    @property
+    def locks(self) -> "LockManager":
+        lm = getattr(self, "_locks", None)
+        if lm is None:
+            from ..cluster.locks import LockManager
+
+            lm = self._locks = LockManager(self.store, self.session)
+        return lm
+
+    def getlk(self, fh: int, owner: int, type_: str, start: int, end: int) -> "Lock | None":
+        return self.locks.test(self._handle(fh).ino, owner, type_, start, end)
+
+    def setlk(self, fh: int, owner: int, type_: str, start: int, end: int, pid: int, wait: bool,
+              kind: str = "p", caller: Caller = ROOT) -> bool:
+        """Take or release a lock. A lock is a synchronisation point, as in NFS: before a release
+        this mount's writes to the file are committed, and after an acquire the file's metadata is
+        re-read, so the next reader under the lock sees what the last writer wrote. Returns True
+        when the caller should drop the kernel's cached pages of the file."""
+        f = self._handle(fh)
+        if type_ == "u":
+            self._flush_file(f, caller)
+            self.locks.set(f.ino, owner, "u", start, end, pid, kind=kind)
+            return False
+        self.locks.set(f.ino, owner, type_, start, end, pid, wait=wait, kind=kind)
+        return self._revalidate_file(f)
+
+    def release_locks(self, fh: int, owner: int, kind: str = "p", caller: Caller = ROOT) -> None:
+        f = self._handles.get(fh)
+        if f is not None:
+            if f.pending:
+                self._flush_file(f, caller)
+            self.locks.release_owner(f.ino, owner, kind)
+
+    def _revalidate_file(self, f: OpenFile) -> bool:
+        with operation("revalidate"):
+            with f.lock:
+                if f.pending:
+                    return False
+                if f.parent is not None:
+                    self.ns.dir_view(f.parent, 0.0)
+                node = self._file_node(f)
+                if node is None:
+                    return False
+                inode = self.ns.attrs(node, 0.0 if node.entry.linked else None)
+                changed = inode.blocks != f.inode.blocks or inode.size != f.inode.size
+                f.inode, f.size = inode, inode.size
+                return changed
 
     def _flush_file(self, f: OpenFile, caller: Caller, force: bool = False) -> None:
         with f.lock:
