@@ -36,6 +36,7 @@ from .superblock import load_superblock
 if False:  # typing only
     from ..cluster.follower import Invalidate
     from ..cluster.locks import Lock, LockManager
+    from ..store.base import ChangeFeed
 
 log = structlog.get_logger(__name__)
 
@@ -66,15 +67,27 @@ class FileSystem:
 
     # -- cluster services: session heartbeat and change-feed freshness ----------------------------
     def start_services(self, mountpoint: str = "", on_invalidate: "Invalidate | None" = None,
-                       follow: bool = True) -> None:
-        """Register this mount's session and, where the store has a change feed, follow it; the
-        namespace TTL then only serves as the floor under the feed."""
+                       freshness: str = "auto", bulletin_copies: int = 1) -> None:
+        """Register this mount's session and keep views fresh: ``direct`` reads the store's change
+        feed (the SQLite change table; DynamoDB Streams, fine for up to two mounts), ``relay``
+        reads notices from the lease-elected relay (DynamoDB at any scale), ``ttl`` only
+        revalidates after the TTL. ``auto``: direct for local stores, relay for DynamoDB."""
         from ..cluster.follower import Follower
+        from ..cluster.relay import RelayFeed
         from ..cluster.sessions import Session
 
         self.session_item = Session(self.store, self.session, mountpoint)
         self.session_item.start()
-        feed = self.store.change_feed() if follow else None
+        if freshness == "auto":
+            freshness = "direct" if self.store.source.startswith("local:") else "relay"
+        feed: "ChangeFeed | None" = None
+        if freshness == "direct":
+            feed = self.store.change_feed()
+        elif freshness == "relay":
+            feed = RelayFeed(self.store, self.session, copies=bulletin_copies)
+        elif freshness != "ttl":
+            raise FsError(errno.EINVAL, f"freshness must be auto, direct, relay or ttl, not {freshness!r}")
+        self.freshness = freshness if feed is not None else "ttl"
         if feed is not None:
             self.follower = Follower(self.cache, feed, on_invalidate)
             self.follower.start()
