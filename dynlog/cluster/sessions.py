@@ -7,11 +7,13 @@ Item: path ``sess``, name ``<session id>``; attributes host, pid, mnt, started, 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import structlog
 
@@ -24,6 +26,7 @@ log = structlog.get_logger(__name__)
 
 HEARTBEAT_INTERVAL = 5.0
 LEASE = 30.0  # a session whose heartbeat is older than this is dead
+MAX_OPEN_BYTES = 300 * 1024
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class SessionInfo:
     mountpoint: str
     started: int
     heartbeat: int
+    open_blocks: dict[int, list[str]] | None = None
 
     def alive(self, now_ns: int | None = None, lease: float = LEASE) -> bool:
         now_ns = now_ns or time.time_ns()
@@ -41,14 +45,17 @@ class SessionInfo:
 
     @classmethod
     def from_item(cls, it: dict) -> "SessionInfo":
+        held = {int(k): v for k, v in json.loads(it["open"]).items()} if it.get("open") else None
         return cls(it["name"], it.get("host", "?"), int(it.get("pid", 0)), it.get("mnt", ""), int(it.get("started", 0)),
-                   int(it.get("hb", 0)))
+                   int(it.get("hb", 0)), held)
 
 
 class Session:
     """This mount's session item and its heartbeat thread."""
 
-    def __init__(self, store: Store, session_id: str, mountpoint: str = "", interval: float = HEARTBEAT_INTERVAL) -> None:
+    def __init__(self, store: Store, session_id: str, mountpoint: str = "", interval: float = HEARTBEAT_INTERVAL,
+                 open_files: Callable[[], dict[int, list[str]]] | None = None) -> None:
+        self.open_files = open_files
         self.store = store
         self.id = session_id
         self.mountpoint = mountpoint
@@ -58,8 +65,16 @@ class Session:
         self._thread: threading.Thread | None = None
 
     def _item(self) -> dict:
-        return {"path": schema.SESSIONS, "name": self.id, "host": socket.gethostname(), "pid": os.getpid(),
+        item = {"path": schema.SESSIONS, "name": self.id, "host": socket.gethostname(), "pid": os.getpid(),
                 "mnt": self.mountpoint, "started": self.started, "hb": time.time_ns()}
+        if self.open_files is not None:
+            held = self.open_files()
+            if held:
+                # Block versions this mount still reads: compact keeps them while the session lives,
+                # even for a file whose last name is gone (an open-unlinked orphan).
+                body = json.dumps({str(k): v for k, v in held.items()}, separators=(",", ":"))
+                item["open"] = body[:MAX_OPEN_BYTES] if len(body) <= MAX_OPEN_BYTES else "{}"
+        return item
 
     def beat(self) -> None:
         with operation("session"):

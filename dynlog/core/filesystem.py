@@ -76,7 +76,7 @@ class FileSystem:
         from ..cluster.relay import RelayFeed
         from ..cluster.sessions import Session
 
-        self.session_item = Session(self.store, self.session, mountpoint)
+        self.session_item = Session(self.store, self.session, mountpoint, open_files=self.open_block_versions)
         self.session_item.start()
         if freshness == "auto":
             freshness = "direct" if self.store.source.startswith("local:") else "relay"
@@ -92,6 +92,12 @@ class FileSystem:
             self.follower = Follower(self.cache, feed, on_invalidate)
             self.follower.start()
             self.ns.ttl = FEED_TTL
+
+    def open_block_versions(self) -> dict[int, list[str]]:
+        """For the session heartbeat: the block versions of every regular file open here."""
+        with self._lock:
+            files = list(self._files.values())
+        return {f.ino: sorted({w for _, _, w in f.inode.blocks}) for f in files if f.inode.blocks}
 
     def stop_services(self) -> None:
         if getattr(self, "_locks", None) is not None:
@@ -379,11 +385,17 @@ class FileSystem:
         with operation("read"):
             return self.data.read(self._handle(fh), offset, size)
 
-    def write(self, fh: int, data: bytes, offset: int, caller: Caller = ROOT) -> int:
+    def write(self, fh: int, data: bytes, offset: int, caller: Caller = ROOT, append: bool = False) -> int:
+        """``append``: the handle was opened with O_APPEND, so write at the end of the file as
+        this mount knows it (the kernel's offset comes from its cached size, which another
+        mount's appends may have outdated)."""
         with operation("write"):
-            check_size(offset + len(data))
             f = self._handle(fh)
-            n = self.data.write(f, offset, data)
+            with f.lock:
+                if append:
+                    offset = f.size
+                check_size(offset + len(data))
+                n = self.data.write(f, offset, data)
             if f.dirty_bytes() >= DIRTY_LIMIT:
                 self._flush_file(f, caller)
             return n

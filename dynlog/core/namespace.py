@@ -148,7 +148,10 @@ class Namespace:
             d.emit(Create(name, inode))
             return inode
 
-        return self._commit([pj], build, op, caller)
+        inode = self._commit([pj], build, op, caller)
+        if inode.is_dir:
+            self.cache.seed_empty(schema.dir_journal(inode.ino))
+        return inode
 
     # -- removing ------------------------------------------------------------------------------------
     def unlink(self, path: str, caller: Caller) -> Inode:

@@ -60,6 +60,15 @@ class ViewCache:
             self.refresh(view)
         return view
 
+    def seed_empty(self, jid: str) -> None:
+        """Cache the view of a journal this client knows to be empty (a directory it just
+        created under a fresh inode number), so its first use costs no read."""
+        with self._lock:
+            if jid not in self._views:
+                view = View(jid)
+                view.mark_validated()
+                self._views[jid] = view
+
     def _load(self, jid: str) -> View:
         self.loads += 1
         snap = self.journals.load_snapshot(jid)
