@@ -1,0 +1,208 @@
+"""Many clients on one store, without a kernel: change-feed freshness, the relay, sessions,
+distributed locks, and open-unlinked files. Runs on both stores."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Callable, Iterator
+
+import pytest
+
+from dynlog.cluster.locks import EOF_, LockManager
+from dynlog.cluster.sessions import LEASE, Session, list_sessions
+from dynlog.core.attrs import Caller
+from dynlog.core.filesystem import FileSystem
+from dynlog.core.superblock import mkfs
+from dynlog.errors import FsError
+from dynlog.store.base import Store
+
+C = Caller(0, 0, 1)
+
+
+@pytest.fixture
+def clients(store: Store, store_factory: Callable[[], Store]) -> Iterator[Callable[..., FileSystem]]:
+    mkfs(store)
+    made: list[FileSystem] = []
+
+    def make(services: bool = True, **kw) -> FileSystem:
+        fs = FileSystem(store_factory())
+        if services:
+            fs.start_services("/mnt/test", **kw)
+        made.append(fs)
+        return fs
+
+    yield make
+    for fs in made:
+        fs.close()
+
+
+def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()
+
+
+def names(fs: FileSystem, path: str) -> set[str]:
+    return {n for n, _ in fs.readdir(path)} - {".", ".."}
+
+
+def test_changes_reach_other_clients_through_the_feed(clients) -> None:
+    a, b, c = clients(), clients(), clients()
+    for fs in (a, b, c):
+        assert names(fs, "/") == set()  # cache the root view everywhere
+    time.sleep(0.3)  # let the relay (DynamoDB) be elected
+    a.mkdir("/d", 0o755, C)
+    fh = a.create("/d/f", 0o644, os.O_WRONLY, C)
+    a.write(fh, b"payload", 0, C)
+    a.release(fh, C)
+    for other in (b, c):
+        assert wait_for(lambda: "d" in names(other, "/")), "directory did not propagate"
+        assert wait_for(lambda: "f" in names(other, "/d"))
+        fh = other.open("/d/f", os.O_RDONLY, C)
+        assert other.read(fh, 100, 0) == b"payload"
+        other.release(fh, C)
+    a.rename("/d/f", "/d/g", 0, C)
+    assert wait_for(lambda: names(b, "/d") == {"g"})
+    a.unlink("/d/g", C)
+    assert wait_for(lambda: names(c, "/d") == set())
+    delays = [d for fs in (b, c) for d in fs.follower.delays_ms]
+    assert delays, "the follower applied nothing"
+
+
+def test_without_a_feed_views_revalidate_after_the_ttl(clients) -> None:
+    a = clients(services=False)
+    b = clients(services=False)
+    b.ns.ttl = 0.2
+    assert names(b, "/") == set()
+    a.mkdir("/late", 0o755, C)
+    assert wait_for(lambda: "late" in names(b, "/"), timeout=3)
+
+
+def test_close_to_open_sees_the_newest_bytes(clients) -> None:
+    a, b = clients(services=False), clients(services=False)
+    fh = a.create("/f", 0o644, os.O_WRONLY, C)
+    a.write(fh, b"one", 0, C)
+    a.release(fh, C)
+    fh = b.open("/f", os.O_RDONLY, C)
+    assert b.read(fh, 10, 0) == b"one"
+    b.release(fh, C)
+    fh = a.open("/f", os.O_WRONLY, C)
+    a.write(fh, b"two!", 0, C)
+    a.release(fh, C)
+    fh = b.open("/f", os.O_RDONLY, C)  # no feed, TTL 1 s: open alone must see the change
+    assert b.read(fh, 10, 0) == b"two!"
+    b.release(fh, C)
+
+
+def test_sessions_are_listed_and_removed(clients, store: Store) -> None:
+    a = clients()
+    live = {s.id: s for s in list_sessions(store)}
+    assert a.session in live and live[a.session].alive()
+    assert live[a.session].mountpoint == "/mnt/test"
+    a.stop_services()
+    assert a.session not in {s.id for s in list_sessions(store)}
+
+
+def test_posix_locks_exclude_across_clients(clients) -> None:
+    a, b = clients(), clients()
+    fh = a.create("/lockme", 0o644, os.O_RDWR, C)
+    fb = b.open("/lockme", os.O_RDWR, C)
+    a.setlk(fh, owner=1, type_="w", start=0, end=100, pid=11, wait=False)
+    with pytest.raises(FsError) as e:
+        b.setlk(fb, owner=2, type_="r", start=50, end=60, pid=22, wait=False)
+    assert e.value.errno == 11  # EAGAIN
+    blocker = b.getlk(fb, owner=2, type_="w", start=0, end=EOF_)
+    assert blocker is not None and blocker.pid == 11 and (blocker.start, blocker.end) == (0, 100)
+    b.setlk(fb, owner=2, type_="w", start=100, end=200, pid=22, wait=False)  # no overlap: fine
+    a.setlk(fh, owner=1, type_="u", start=0, end=50, pid=11, wait=False)  # split the range
+    b.setlk(fb, owner=2, type_="r", start=10, end=20, pid=22, wait=False)
+    with pytest.raises(FsError):
+        b.setlk(fb, owner=2, type_="r", start=60, end=70, pid=22, wait=False)
+    a.release_locks(fh, owner=1)  # close by the owner releases everything it holds
+    b.setlk(fb, owner=2, type_="w", start=0, end=EOF_, pid=22, wait=False)
+    a.release(fh, C)
+    b.release(fb, C)
+
+
+def test_blocking_lock_waits_for_the_holder(clients) -> None:
+    a, b = clients(), clients()
+    fh = a.create("/wait", 0o644, os.O_RDWR, C)
+    fb = b.open("/wait", os.O_RDWR, C)
+    a.setlk(fh, 1, "w", 0, EOF_, 1, wait=False)
+    got = threading.Event()
+
+    def waiter() -> None:
+        b.setlk(fb, 2, "w", 0, EOF_, 2, wait=True)
+        got.set()
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.3)
+    assert not got.is_set()
+    a.setlk(fh, 1, "u", 0, EOF_, 1, wait=False)
+    t.join(timeout=10)
+    assert got.is_set()
+
+
+def test_flock_and_posix_locks_do_not_interact(clients) -> None:
+    a, b = clients(), clients()
+    fh = a.create("/both", 0o644, os.O_RDWR, C)
+    fb = b.open("/both", os.O_RDWR, C)
+    a.setlk(fh, 1, "w", 0, EOF_, 1, wait=False, kind="f")
+    with pytest.raises(FsError):
+        b.setlk(fb, 2, "r", 0, EOF_, 2, wait=False, kind="f")
+    b.setlk(fb, 2, "w", 0, EOF_, 2, wait=False)  # a POSIX lock is a different family
+
+
+def test_locks_of_a_dead_session_expire(store: Store, store_factory) -> None:
+    mkfs(store)
+    dead = Session(store_factory(), "deadbeef")
+    dead.beat()
+    LockManager(store_factory(), "deadbeef").set(42, 1, "w", 0, EOF_, 1)
+    other = LockManager(store_factory(), "alive001")
+    Session(other.store, "alive001").beat()
+    with pytest.raises(FsError):
+        other.set(42, 2, "w", 0, 10, 2)
+    # Age the dead session's heartbeat past the lease instead of waiting 30 s.
+    item = store.get("meta", ("sess", "deadbeef"))
+    from dynlog.store.base import Put
+
+    item["hb"] = time.time_ns() - int((LEASE + 1) * 1e9)
+    store.put(Put("meta", item))
+    other.liveness._seen.clear()
+    other.set(42, 2, "w", 0, 10, 2)
+
+
+def test_lock_is_a_synchronisation_point(clients) -> None:
+    """Writer commits before it unlocks; the next locker sees its bytes even on an open file."""
+    a, b = clients(services=False), clients(services=False)
+    fh = a.create("/db", 0o644, os.O_RDWR, C)
+    a.write(fh, b"v1", 0, C)
+    a.release(fh, C)
+    fa = a.open("/db", os.O_RDWR, C)
+    fb = b.open("/db", os.O_RDWR, C)
+    assert b.read(fb, 10, 0) == b"v1"
+    a.setlk(fa, 1, "w", 0, EOF_, 1, wait=False)
+    a.write(fa, b"v2", 0, C)
+    a.setlk(fa, 1, "u", 0, EOF_, 1, wait=False)
+    assert b.setlk(fb, 2, "r", 0, EOF_, 2, wait=False) is True  # data changed: drop page cache
+    assert b.read(fb, 10, 0) == b"v2"
+
+
+def test_open_unlinked_file_stays_readable_on_another_client(clients) -> None:
+    a, b = clients(), clients()
+    fh = a.create("/orphan", 0o644, os.O_WRONLY, C)
+    a.write(fh, b"x" * 300_000, 0, C)
+    a.release(fh, C)
+    fb = b.open("/orphan", os.O_RDONLY, C)
+    a.unlink("/orphan", C)
+    assert wait_for(lambda: "orphan" not in names(b, "/"))
+    assert b.read(fb, 10, 299_995) == b"xxxxx"
+    held = b.open_block_versions()
+    assert held and all(held.values())  # advertised in the session for compact
+    b.release(fb, C)
