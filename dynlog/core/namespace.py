@@ -100,6 +100,10 @@ class Namespace:
             view = self.inode_view(ent.ino, max_age)
             with view.lock:
                 if view.subject is None:
+                    # The name says the inode has a journal: a cached view older than the link
+                    # (e.g. one seeded or read empty before another client linked) is stale.
+                    self.cache.refresh(view)
+                if view.subject is None:
                     raise FsError(errno.ENOENT, f"inode {ent.ino} has no journal")
                 return view.subject
         return ent
@@ -358,6 +362,10 @@ class Namespace:
             raise FsError(errno.EPERM, "hard links to directories are not allowed")
         dnode = self.resolve_dir(dp)
         ino = src.ino
+        if not src.entry.linked:
+            # Its first second name: the inode's journal cannot exist yet (the InodeInit put is
+            # conditional on j/1 being absent, so a racing link still conflicts): read nothing.
+            self.cache.seed_empty(schema.inode_journal(ino))
 
         def build(tx: Tx) -> Inode:
             s = self._parent_draft(tx, snode.ino)

@@ -394,6 +394,36 @@ def test_hard_links_and_nlink(fs: FileSystem, new_client) -> None:
     assert walk(other2) == walk(fs)
 
 
+def test_link_seen_by_a_client_whose_inode_view_is_older(fs: FileSystem, new_client) -> None:
+    """A client that read the inode's journal empty (a failed link) and then learns of a link
+    made elsewhere from the directory alone must not answer ENOENT for the new name."""
+    mkfile(fs, "/f", b"x")
+    mkfile(fs, "/taken")
+    other = new_client()
+    with raises_errno(errno.EEXIST):
+        other.link("/f", "/taken", ROOT)  # other now caches i/<ino>, empty
+    fs.link("/f", "/g", ROOT)
+    other.cache.invalidate(schema.dir_journal(schema.ROOT_INO))  # as a change notice would
+    assert nlink(other, "/g") == 2 and nlink(other, "/f") == 2
+    assert read_all(other, "/g") == b"x"
+
+
+def test_racing_first_links_of_one_file(fs: FileSystem, new_client) -> None:
+    """Two clients both see the file unlinked and both link it: one InodeInit wins, the other
+    client's transaction conflicts on the inode journal, re-reads, and adds a link instead."""
+    mkfile(fs, "/f", b"x")
+    other = new_client()
+    assert nlink(other, "/f") == 1
+    fs.link("/f", "/g", ROOT)
+    other.link("/f", "/h", ROOT)  # stale: believes /f has one name
+    for c in (fs, other, new_client()):
+        c.cache.invalidate_all()
+        assert [nlink(c, p) for p in ("/f", "/g", "/h")] == [3, 3, 3]
+    recs = fs.journals.read_after(schema.inode_journal(fs.getattr("/f")["st_ino"]), 0)
+    verify_chain(recs)
+    assert sum(isinstance(e, InodeInit) for r in recs for e in r.events) == 1
+
+
 def test_directory_nlink_is_two_plus_subdirs(fs: FileSystem, new_client) -> None:
     assert nlink(fs, "/") == 2
     fs.mkdir("/d", DIR, ROOT)

@@ -1,0 +1,247 @@
+"""Requests per operation, uncontended, read from the store's own counters (both stores).
+
+The promise (design brief, principle 3): create, mkdir, unlink, rmdir, same-directory rename,
+setattr cost one write request each; a rename across directories is one TransactWriteItems;
+a warm lookup costs nothing; a cold listing is one snapshot read plus one query page per MB
+of journal tail. The allocator is warmed and the parents resolved before measuring, and the
+views' TTL is long, so that what is counted is the operation and nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+from typing import Callable
+
+import pytest
+
+from dynlog import schema
+from dynlog.core.attrs import ROOT
+from dynlog.core.filesystem import FileSystem
+from dynlog.core.superblock import mkfs
+from dynlog.store.base import QUERY_PAGE_BYTES, Store, item_size
+
+WRITE_CALLS = {"PutItem", "TransactWriteItems", "BatchWriteItem", "UpdateItem", "DeleteItem"}
+READ_CALLS = {"GetItem", "Query", "BatchGetItem", "Scan"}
+LONG_TTL = 3600.0
+
+
+@pytest.fixture
+def warm(store: Store) -> FileSystem:
+    """A mounted client with its allocator range taken and /a, /b (and their views) cached."""
+    mkfs(store, uid=0, gid=0)
+    f = FileSystem(store, ttl=LONG_TTL)
+    f.allocator.prefetch()
+    f.mkdir("/a", 0o755, ROOT)
+    f.mkdir("/b", 0o755, ROOT)
+    for p in ("/", "/a", "/b"):
+        f.getattr(p)
+        list(f.readdir(p))
+    return f
+
+
+def measure(fs: FileSystem, fn: Callable[[], object]) -> dict[str, int]:
+    fs.store.metrics.reset()
+    fn()
+    return fs.store.metrics.by_call()
+
+
+def writes(calls: dict[str, int]) -> int:
+    return sum(n for c, n in calls.items() if c in WRITE_CALLS)
+
+
+def reads(calls: dict[str, int]) -> int:
+    return sum(n for c, n in calls.items() if c in READ_CALLS)
+
+
+def create_file(fs: FileSystem, path: str) -> None:
+    fs.release(fs.create(path, 0o644, os.O_WRONLY | os.O_CREAT, ROOT))
+
+
+# == one write request per mutation ==============================================================
+
+@pytest.mark.parametrize("op", ["create", "mknod", "symlink", "mkdir", "unlink", "rmdir", "rename_within",
+                                "chmod", "chown", "utimens", "chmod_dir", "utimens_dir", "setxattr",
+                                "removexattr", "truncate"])
+def test_one_write_request_per_mutation(warm: FileSystem, op: str) -> None:
+    fs = warm
+    create_file(fs, "/a/existing")
+    fs.mkdir("/a/dir", 0o755, ROOT)
+    fs.setxattr("/a/existing", "user.k", b"v", 0, ROOT)
+    actions: dict[str, tuple[Callable[[], object], str]] = {
+        "create": (lambda: create_file(fs, "/a/new"), "PutItem"),
+        "mknod": (lambda: fs.mknod("/a/fifo", stat.S_IFIFO | 0o600, 0, ROOT), "PutItem"),
+        "symlink": (lambda: fs.symlink("target", "/a/sym", ROOT), "PutItem"),
+        "mkdir": (lambda: fs.mkdir("/a/newdir", 0o755, ROOT), "PutItem"),
+        "unlink": (lambda: fs.unlink("/a/existing", ROOT), "PutItem"),
+        # rmdir seals the removed directory's journal as well: one TransactWriteItems
+        "rmdir": (lambda: fs.rmdir("/a/dir", ROOT), "TransactWriteItems"),
+        "rename_within": (lambda: fs.rename("/a/existing", "/a/renamed", 0, ROOT), "PutItem"),
+        "chmod": (lambda: fs.chmod("/a/existing", 0o600, ROOT), "PutItem"),
+        "chown": (lambda: fs.chown("/a/existing", 7, 8, ROOT), "PutItem"),
+        "utimens": (lambda: fs.utimens("/a/existing", 1, 2, ROOT), "PutItem"),
+        "chmod_dir": (lambda: fs.chmod("/a/dir", 0o700, ROOT), "PutItem"),
+        "utimens_dir": (lambda: fs.utimens("/a", 1, 2, ROOT), "PutItem"),
+        "setxattr": (lambda: fs.setxattr("/a/existing", "user.x", b"y", 0, ROOT), "PutItem"),
+        "removexattr": (lambda: fs.removexattr("/a/existing", "user.k", ROOT), "PutItem"),
+        "truncate": (lambda: fs.truncate("/a/existing", 0, ROOT), "PutItem"),
+    }
+    fn, call = actions[op]
+    calls = measure(fs, fn)
+    assert calls == {call: 1}, f"{op}: {calls}"
+    assert fs.store.metrics.requests(op=op.split("_")[0] if op not in ("rename_within",) else "rename") >= 0
+
+
+def test_metrics_attribute_requests_to_the_fs_operation(warm: FileSystem) -> None:
+    fs = warm
+    fs.store.metrics.reset()
+    fs.mkdir("/a/x", 0o755, ROOT)
+    fs.chmod("/a/x", 0o700, ROOT)
+    m = fs.store.metrics
+    assert m.requests(op="mkdir") == 1 and m.requests(op="mkdir", call="PutItem") == 1
+    assert m.by_call("chmod") == {"PutItem": 1}
+    assert m.requests() == 2
+
+
+def test_rmdir_of_a_directory_made_by_another_client(warm: FileSystem, store_factory) -> None:
+    """The seal costs no extra request once the directory's (empty) view is cached, e.g. by the
+    listing that ``rm -r`` does first; the write is still one TransactWriteItems."""
+    other = FileSystem(store_factory(), ttl=LONG_TTL)
+    other.mkdir("/a/theirs", 0o755, ROOT)
+    fs = warm
+    fs.cache.invalidate(schema.dir_journal(fs.getattr("/a")["st_ino"]))  # as the change feed would
+    assert [n for n, _ in fs.readdir("/a/theirs")] == [".", ".."]
+    calls = measure(fs, lambda: fs.rmdir("/a/theirs", ROOT))
+    assert calls == {"TransactWriteItems": 1}
+    assert fs.store.metrics.requests(op="rmdir", call="TransactWriteItems") == 1
+    other.close()
+
+
+def test_rename_across_directories_is_one_transaction(warm: FileSystem) -> None:
+    fs = warm
+    create_file(fs, "/a/f")
+    calls = measure(fs, lambda: fs.rename("/a/f", "/b/f", 0, ROOT))
+    assert calls == {"TransactWriteItems": 1}
+    create_file(fs, "/a/g")
+    create_file(fs, "/b/g")
+    calls = measure(fs, lambda: fs.rename("/a/g", "/b/g", 0, ROOT))  # replacing a file: still one
+    assert calls == {"TransactWriteItems": 1}
+
+
+def test_rename_of_a_directory_across_directories(warm: FileSystem) -> None:
+    """Moving a directory also conditions on the rename sentinel (no cycles from racing moves):
+    one TransactWriteItems; the first move of a client also reads the sentinel once and
+    revalidates the target's ancestry."""
+    fs = warm
+    fs.mkdir("/a/d1", 0o755, ROOT)
+    fs.mkdir("/a/d2", 0o755, ROOT)
+    first = measure(fs, lambda: fs.rename("/a/d1", "/b/d1", 0, ROOT))
+    assert writes(first) == 1 and first["TransactWriteItems"] == 1
+    assert first.get("GetItem", 0) <= 1
+    second = measure(fs, lambda: fs.rename("/a/d2", "/b/d2", 0, ROOT))
+    assert writes(second) == 1 and second["TransactWriteItems"] == 1
+    assert reads(second) <= 1, second
+
+
+def test_hard_link_costs(warm: FileSystem) -> None:
+    """link touches three journals (both directories and the inode's own): one transaction."""
+    fs = warm
+    create_file(fs, "/a/f")
+    calls = measure(fs, lambda: fs.link("/a/f", "/b/l1", ROOT))
+    assert calls == {"TransactWriteItems": 1}  # the new inode journal is known empty: no read
+    calls = measure(fs, lambda: fs.link("/a/f", "/a/l2", ROOT))
+    assert calls == {"TransactWriteItems": 1}
+    calls = measure(fs, lambda: fs.chmod("/b/l1", 0o600, ROOT))
+    assert calls == {"PutItem": 1}  # the shared inode's journal only
+    calls = measure(fs, lambda: fs.unlink("/a/l2", ROOT))
+    assert calls == {"TransactWriteItems": 1}  # the name and the link count
+
+
+# == reads ==========================================================================================
+
+def test_warm_lookups_cost_nothing(warm: FileSystem) -> None:
+    fs = warm
+    fs.mkdir("/a/sub", 0o755, ROOT)
+    create_file(fs, "/a/sub/f")
+    fs.symlink("f", "/a/sub/s", ROOT)
+    create_file(fs, "/a/h")
+    fs.link("/a/h", "/a/h2", ROOT)
+    for p in ("/", "/a", "/a/sub", "/a/sub/f", "/a/sub/s", "/a/h", "/a/h2"):
+        fs.getattr(p)
+    fs.store.metrics.reset()
+    for _ in range(3):
+        for p in ("/", "/a", "/a/sub", "/a/sub/f", "/a/sub/s", "/a/h", "/a/h2"):
+            fs.getattr(p)
+        list(fs.readdir("/a/sub"))
+        list(fs.readdir("/"))
+        fs.readlink("/a/sub/s")
+        fs.access("/a/sub/f", os.R_OK)
+        fs.listxattr("/a/sub/f")
+        for p in ("/nope", "/a/nope", "/a/sub/nope"):
+            try:
+                fs.getattr(p)
+            except Exception:
+                pass
+    assert fs.store.metrics.by_call() == {}
+
+
+def test_cold_listing_is_a_snapshot_read_and_one_query_page(warm: FileSystem, store_factory) -> None:
+    fs = warm
+    for i in range(50):
+        create_file(fs, f"/a/f{i:03d}")
+    fresh = FileSystem(store_factory(), ttl=LONG_TTL)
+    list(fresh.readdir("/"))  # the parent, resolved before measuring
+    calls = measure(fresh, lambda: list(fresh.readdir("/a")))
+    assert calls == {"Query": 2}, calls
+    # ... and then every stat in it is local
+    calls = measure(fresh, lambda: [fresh.getattr(f"/a/f{i:03d}") for i in range(50)])
+    assert calls == {}
+
+    # with a snapshot and a tail after it: still one snapshot read and one page
+    ino = fs.getattr("/a")["st_ino"]
+    jid = schema.dir_journal(ino)
+    fs.journals.write_snapshot(jid, fs.ns.dir_view(ino, 0.0).to_snapshot())
+    for i in range(10):
+        fs.unlink(f"/a/f{i:03d}", ROOT)
+    fresh2 = FileSystem(store_factory(), ttl=LONG_TTL)
+    list(fresh2.readdir("/"))
+    calls = measure(fresh2, lambda: [n for n, _ in fresh2.readdir("/a")])
+    assert calls == {"Query": 2}, calls
+    assert len(list(fresh2.readdir("/a"))) == 2 + 40
+    fresh.close()
+    fresh2.close()
+
+
+def test_cold_listing_pages_per_megabyte_of_tail(warm: FileSystem, store_factory) -> None:
+    """A journal tail of ~2.5 MB: one snapshot read plus one query page per MB."""
+    fs = warm
+    create_file(fs, "/b/f")
+    value = os.urandom(60 * 1024)
+    for i in range(20):  # each record carries a 60 KB xattr value, hex-encoded: ~120 KB
+        fs.setxattr("/b/f", f"user.k{i}", value, 0, ROOT)
+    jid = schema.dir_journal(fs.getattr("/b")["st_ino"])
+    tail = sum(item_size(it) for it in fs.store.query("meta", jid, start="j/", stop="j/~"))
+    assert tail > 2 * QUERY_PAGE_BYTES
+    fresh = FileSystem(store_factory(), ttl=LONG_TTL)
+    list(fresh.readdir("/"))
+    calls = measure(fresh, lambda: list(fresh.readdir("/b")))
+    pages = math.ceil(tail / QUERY_PAGE_BYTES)
+    assert set(calls) == {"Query"}
+    assert calls["Query"] in (1 + pages, 2 + pages), (calls, tail)
+    fresh.close()
+
+
+def test_cold_stat_of_a_hard_linked_file(warm: FileSystem, store_factory) -> None:
+    """A name that refers to an inode journal: the directory's page, then the inode's."""
+    fs = warm
+    create_file(fs, "/a/f")
+    fs.link("/a/f", "/a/g", ROOT)
+    fresh = FileSystem(store_factory(), ttl=LONG_TTL)
+    list(fresh.readdir("/"))
+    list(fresh.readdir("/a"))
+    calls = measure(fresh, lambda: fresh.getattr("/a/g"))
+    assert calls == {"Query": 2}
+    calls = measure(fresh, lambda: fresh.getattr("/a/f"))
+    assert calls == {}
+    fresh.close()
