@@ -133,11 +133,15 @@ class FileSystem:
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
         with operation("getattr"):
-            if fh is not None and fh in self._handles:
-                f = self._handles[fh]
-                if f.unlinked:
-                    with f.lock:
-                        return to_stat(replace(f.inode, size=f.size, nlink=0), self.block_size)
+            f = self._handles.get(fh) if fh is not None else None
+            if f is not None:
+                node = self._file_node(f)
+                if node is not None:
+                    return to_stat(self._node_attrs(node), self.block_size)
+                with f.lock:  # no name left (unlinked while open): what this handle holds
+                    return to_stat(replace(f.inode, size=f.size, nlink=0), self.block_size)
+            if path is None:
+                raise FsError(errno.EBADF, f"bad handle {fh}")
             return to_stat(self._node_attrs(self.ns.resolve(path)), self.block_size)
 
     def readdir(self, path: str) -> Iterator[tuple[str, dict[str, int] | None]]:
@@ -240,8 +244,13 @@ class FileSystem:
         """Where an open file is named now (following renames seen in the parent's view)."""
         if f.unlinked:
             return None
-        if f.parent is None:
-            return Node(None, "", replace(f.inode, linked=True)) if f.inode.linked or f.inode.nlink > 1 else None
+        if f.parent is None:  # several names: the inode lives in its own journal, named by none
+            iview = self.ns.inode_view(f.ino)
+            with iview.lock:
+                subject = iview.subject
+            if subject is None or subject.nlink < 1:
+                return None
+            return Node(None, "", replace(subject, linked=True))
         view = self.ns.dir_view(f.parent)
         with view.lock:
             ent = view.entries.get(f.name)
@@ -302,6 +311,13 @@ class FileSystem:
     def truncate(self, path: str | None, size: int, caller: Caller, fh: int | None = None) -> None:
         with operation("truncate"):
             check_size(size)
+            g = self._handles.get(fh) if fh is not None else None
+            if g is not None and g.unlinked:  # ftruncate of a file unlinked while open: local only
+                with g.lock:
+                    self.data.truncate_local(g, size)
+                    g.mtime = time.time_ns()
+                    self._flush_file(g, caller, force=True)
+                return
             node = self._target(path, fh)
             if node.entry.is_dir:
                 raise FsError(errno.EISDIR, str(path))

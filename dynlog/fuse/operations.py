@@ -1,0 +1,585 @@
+"""FUSE callbacks: each one resolves the caller, calls FileSystem, and maps errors through one
+errno table. No store calls here: everything goes through dynlog.core.filesystem.FileSystem.
+
+Kernel caches (see docs/CONSISTENCY.md): entries and attributes are cached by the kernel for
+``ENTRY_TIMEOUT``/``ATTR_TIMEOUT`` seconds, negative lookups not at all. Page cache is dropped
+on every open (no ``keep_cache``), and when open() finds that a file changed since the kernel
+last saw its attributes, the kernel's attributes and pages for it are invalidated before open
+returns, so open() after another mount's close() sees the new size and bytes (close-to-open).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import functools
+import itertools
+import os
+import stat
+import threading
+from typing import Any, Callable, Iterator, TypeVar
+
+import structlog
+
+import mfusepy  # dynlog.fuse (our package __init__) has pointed it at libfuse 3
+from mfusepy import FuseOSError, Operations, overrides
+
+from ..cluster.locks import EOF_
+from ..core.attrs import Caller
+from ..core.filesystem import UTIME_NOW, FileSystem
+from ..errors import FsError, JournalConflict, StoreError, TransientStoreError
+
+log = structlog.get_logger(__name__)
+
+# Kernel cache timeouts, in seconds. dynlog is not the only writer (other mounts write the same
+# store), so these stay short: one second bounds how long a stat, lookup or ls -l on this mount
+# may show a name or attributes another mount changed, while still sparing the daemon a round
+# trip for every stat of a busy build (make, git status stat each file several times a second).
+# Negative lookups are never cached: a file another mount creates is visible at once.
+ENTRY_TIMEOUT = 1.0
+ATTR_TIMEOUT = 1.0
+NEGATIVE_TIMEOUT = 0.0
+
+LOCK_TYPES = {fcntl.F_RDLCK: "r", fcntl.F_WRLCK: "w", fcntl.F_UNLCK: "u"}
+
+# libfuse capability bits (fuse_common.h)
+FUSE_CAP_HANDLE_KILLPRIV = 1 << 20
+
+# struct timespec tv_nsec sentinels of utimensat(2)
+UTIME_NOW_NSEC = (1 << 30) - 1
+UTIME_OMIT_NSEC = (1 << 30) - 2
+
+# Directory handles live far above file handles (FileSystem counts those from 1), so a handle
+# number never means both.
+DIR_HANDLE_BASE = 1 << 62
+
+# How many inodes' last reported (path, size, mtime) are remembered (about 200 bytes each).
+SEEN_MAX = 200_000
+
+# The one errno table: exception class -> errno (None: the exception carries its own errno).
+# Checked in order; the first class the exception is an instance of wins.
+ERRNO_TABLE: tuple[tuple[type[BaseException], int | None], ...] = (
+    (FuseOSError, None),
+    (FsError, None),
+    (JournalConflict, errno.EAGAIN),  # a commit that kept losing races past the retry bound
+    (TransientStoreError, errno.EIO),  # the store stayed unreachable past the retry bound
+    (StoreError, errno.EIO),
+    (NotImplementedError, errno.ENOSYS),
+)
+
+
+def errno_of(exc: BaseException) -> int | None:
+    """The errno for an exception per ERRNO_TABLE, or None when it is unexpected (a bug)."""
+    for cls, code in ERRNO_TABLE:
+        if isinstance(exc, cls):
+            return code if code is not None else getattr(exc, "errno", None) or errno.EIO
+    return None
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fuse_op(func: F) -> F:
+    """Map errors of one callback: known ones to their errno, anything else logged and EIO."""
+
+    @functools.wraps(func)
+    def wrapper(self: "DynlogOperations", *args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(self, *args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - the boundary: nothing may escape into libfuse
+            code = errno_of(e)
+            if code is None:
+                log.exception("fuse.unexpected_error", op=func.__name__)
+                code = errno.EIO
+            elif isinstance(e, StoreError):
+                log.warning("fuse.store_error", op=func.__name__, error=str(e))
+            raise FuseOSError(code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def caller() -> Caller:
+    uid, gid, pid = mfusepy.fuse_get_context()
+    return Caller(uid, gid, pid)
+
+
+class DynlogOperations(Operations):
+    """The mfusepy callbacks over one FileSystem.
+
+    libfuse runs these on many threads at once; FileSystem does its own locking. Paths are
+    surrogate-escaped strings (mfusepy decodes with ``surrogateescape``), which FileSystem stores
+    losslessly. With ``nullpath_ok`` the path is None for calls on an open handle (read, write,
+    flush, release, fsync, readdir, and getattr/truncate given a handle): those use the handle, so
+    a file unlinked while open keeps working until its last close.
+
+    Unlinked while open: libfuse's ``hard_remove`` would make every path-based call on such a
+    file fail with ESTALE, and the kernel sends fstat(2) as a path-based getattr. So hard_remove
+    stays off, and libfuse "hides" the file by renaming it to ``.fuse_hidden<hex>``. That rename
+    never reaches the store: it is turned into the real unlink (the name is gone for every
+    mount, and from listings here too), while this object remembers the hidden path, answers
+    getattr on it from the open handle (st_nlink 0), and forgets it when libfuse unlinks the
+    hidden name at the last close.
+    """
+
+    use_ns = True
+
+    def __init__(self, fs: FileSystem, *, entry_timeout: float = ENTRY_TIMEOUT,
+                 attr_timeout: float = ATTR_TIMEOUT) -> None:
+        self.fs = fs
+        self.entry_timeout = entry_timeout
+        self.attr_timeout = attr_timeout
+        self._append: set[int] = set()  # handles opened with O_APPEND
+        self._dirs: dict[int, str] = {}  # directory handle -> path at opendir
+        self._dir_fh = itertools.count(DIR_HANDLE_BASE)
+        # ino -> (a path, size, mtime) as last reported to the kernel: open() compares to spot
+        # changes made elsewhere, and remote invalidations need a path to name the inode by.
+        self._seen: dict[int, tuple[str, int, int]] = {}
+        self._fuse_ptr: int | None = None  # struct fuse *, for invalidations from other threads
+        self._fh_ino: dict[int, int] = {}  # open file handle -> inode number
+        self._hidden: dict[str, int] = {}  # libfuse's hidden path of a file unlinked while open -> ino
+        self._lock = threading.Lock()
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    @overrides(Operations)
+    def init_with_config(self, conn_info: Any, config_3: Any) -> None:
+        self._fuse_ptr = mfusepy._libfuse.fuse_get_context().contents.fuse
+        if config_3 is not None:
+            config_3.entry_timeout = self.entry_timeout
+            config_3.attr_timeout = self.attr_timeout
+            config_3.negative_timeout = NEGATIVE_TIMEOUT
+            config_3.use_ino = 1  # st_ino is dynlog's stable inode number
+            config_3.hard_remove = 0  # hidden files stay local: see the class docstring
+            config_3.nullpath_ok = 1
+        if conn_info is not None:
+            # Let the kernel clear setuid/setgid on write and truncate (a setattr we then apply).
+            conn_info.want &= ~FUSE_CAP_HANDLE_KILLPRIV
+
+    @overrides(Operations)
+    def destroy(self, path: str) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Flush open files, stop the session and change feed, release the file system (idempotent)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        try:
+            self.fs.close()
+        except Exception:  # noqa: BLE001 - unmounting must finish
+            log.exception("fuse.close_failed")
+
+    # -- metadata ------------------------------------------------------------------------------
+    @overrides(Operations)
+    @fuse_op
+    def getattr(self, path: str | None, fh: int | None = None) -> dict[str, int]:
+        if fh is None and path in self._hidden:
+            st = self.fs.getattr(None, self._handle_of(self._hidden[path], path))
+            st["st_nlink"] += 1  # libfuse subtracts the hidden name's link it believes in
+            return st
+        st = self.fs.getattr(path, fh if fh and fh < DIR_HANDLE_BASE else None)
+        self._remember(path, st)
+        return st
+
+    def _handle_of(self, ino: int, path: str) -> int:
+        with self._lock:
+            for fh, i in self._fh_ino.items():
+                if i == ino:
+                    return fh
+        raise FsError(errno.ENOENT, path)
+
+    def _track(self, fh: int, path: str) -> dict[str, int] | None:
+        """Note which inode a new handle is on; returns its attributes."""
+        try:
+            st = self.fs.getattr(None, fh)
+        except FsError:
+            return None
+        with self._lock:
+            self._fh_ino[fh] = st["st_ino"]
+        return st
+
+    def _remember(self, path: str | None, st: dict[str, int]) -> None:
+        ino = st["st_ino"]
+        if path is None:
+            seen = self._seen.get(ino)
+            if seen is None:
+                return
+            path = seen[0]
+        if len(self._seen) >= SEEN_MAX:
+            self._seen.clear()  # forgetting only costs invalidations we could have made
+        self._seen[ino] = (path, st["st_size"], st["st_mtime"])
+
+    def on_invalidate(self, jid: str | None, names: list[str]) -> None:
+        """The change feed saw remote changes to journal ``jid`` (``d/<ino>`` or ``i/<ino>``),
+        touching ``names`` in it: drop the kernel's cached attributes and pages of those inodes
+        (entries themselves expire within ENTRY_TIMEOUT). Runs on the follower's thread."""
+        if self._fuse_ptr is None or self._closed or jid is None:
+            return  # None means "everything": the kernel's short timeouts bound that case
+        kind, _, ino = jid.partition("/")
+        try:
+            seen = self._seen.get(int(ino))
+        except ValueError:
+            return
+        if seen is None:
+            return  # never shown to the kernel: nothing cached there
+        base = seen[0]
+        paths = [base]
+        if kind == "d":
+            paths += [(base.rstrip("/") + "/" + n) for n in names if n]
+        for p in paths:
+            invalidate_path(p, self._fuse_ptr)
+
+    @overrides(Operations)
+    @fuse_op
+    def opendir(self, path: str) -> int:
+        st = self.fs.getattr(path)
+        if not stat.S_ISDIR(st["st_mode"]):
+            raise FsError(errno.ENOTDIR, path)
+        fh = next(self._dir_fh)
+        self._dirs[fh] = path
+        return fh
+
+    @overrides(Operations)
+    @fuse_op
+    def readdir(self, path: str | None, fh: int) -> list[tuple[str, dict[str, int] | None, int]]:
+        where = path if path is not None else self._dirs.get(fh)
+        if where is None:
+            raise FsError(errno.EBADF, "no such directory handle")
+        return [(name, attrs, 0) for name, attrs in self.fs.readdir(where)]
+
+    @overrides(Operations)
+    @fuse_op
+    def releasedir(self, path: str | None, fh: int) -> int:
+        self._dirs.pop(fh, None)
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def readlink(self, path: str) -> str:
+        return self.fs.readlink(path)
+
+    @overrides(Operations)
+    @fuse_op
+    def access(self, path: str, amode: int) -> int:
+        self.fs.access(path, amode)
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def statfs(self, path: str) -> dict[str, int]:
+        return self.fs.statfs()
+
+    # -- creating and removing -----------------------------------------------------------------
+    @overrides(Operations)
+    @fuse_op
+    def mknod(self, path: str, mode: int, dev: int) -> int:
+        self.fs.mknod(path, mode, dev, caller())
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def mkdir(self, path: str, mode: int) -> int:
+        self.fs.mkdir(path, mode, caller())
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def symlink(self, target: str, source: str) -> int:
+        """``target`` is the new link's path, ``source`` what it points to (mfusepy's names)."""
+        self.fs.symlink(source, target, caller())
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def link(self, target: str, source: str) -> int:
+        """``target`` is the new name, ``source`` the existing file (mfusepy's names)."""
+        self.fs.link(source, target, caller())
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def unlink(self, path: str) -> int:
+        with self._lock:
+            if self._hidden.pop(path, None) is not None:
+                return 0  # libfuse's last-close cleanup of a hidden name: the store never had it
+        self.fs.unlink(path, caller())
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def rmdir(self, path: str) -> int:
+        self.fs.rmdir(path, caller())
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def rename(self, old: str, new: str, flags: int = 0) -> int:
+        if is_hidden_name(new) and not flags:
+            return self._hide(old, new)
+        self.fs.rename(old, new, flags, caller())
+        return 0
+
+    def _hide(self, old: str, hidden: str) -> int:
+        """libfuse hides ``old`` (open here) instead of unlinking it: unlink it for real."""
+        st = self.fs.getattr(old)
+        with self._lock:
+            open_here = st["st_ino"] in self._fh_ino.values()
+        if not open_here or stat.S_ISDIR(st["st_mode"]):
+            self.fs.rename(old, hidden, 0, caller())  # someone really wants that name
+            return 0
+        self.fs.unlink(old, caller())
+        with self._lock:
+            self._hidden[hidden] = st["st_ino"]
+        return 0
+
+    # -- attributes ----------------------------------------------------------------------------
+    @overrides(Operations)
+    @fuse_op
+    def chmod(self, path: str | None, mode: int, fh: int | None = None) -> int:
+        self.fs.chmod(path, mode, caller(), fh)
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def chown(self, path: str | None, uid: int, gid: int, fh: int | None = None) -> int:
+        self.fs.chown(path, uid, gid, caller(), fh)
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def utimens(self, path: str | None, times: tuple[Any, Any] | None = None, fh: int | None = None) -> int:
+        """``times`` is (atime, mtime), each nanoseconds, UTIME_NOW ("now") or None (omit)."""
+        atime, mtime = times if times is not None else (UTIME_NOW, UTIME_NOW)
+        self.fs.utimens(path, atime, mtime, caller(), fh)
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
+        self.fs.truncate(path, length, caller(), fh)
+        return 0
+
+    # -- xattrs --------------------------------------------------------------------------------
+    @overrides(Operations)
+    @fuse_op
+    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        return self.fs.getxattr(path, name)
+
+    @overrides(Operations)
+    @fuse_op
+    def listxattr(self, path: str) -> list[str]:
+        return self.fs.listxattr(path)
+
+    @overrides(Operations)
+    @fuse_op
+    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
+        self.fs.setxattr(path, name, value, options, caller())
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def removexattr(self, path: str, name: str) -> int:
+        self.fs.removexattr(path, name, caller())
+        return 0
+
+    # -- files ---------------------------------------------------------------------------------
+    @overrides(Operations)
+    @fuse_op
+    def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
+        fh = self.fs.create(path, mode, flags, caller())
+        if flags & os.O_APPEND:
+            self._append.add(fh)
+        st = self._track(fh, path)
+        if st is not None:
+            self._remember(path, st)
+        return fh
+
+    @overrides(Operations)
+    @fuse_op
+    def open(self, path: str, flags: int) -> int:
+        fh = self.fs.open(path, flags, caller())
+        if flags & os.O_APPEND:
+            self._append.add(fh)
+        try:
+            self._revalidate_kernel(path, fh)
+        except Exception:  # noqa: BLE001 - the open itself succeeded; never leak its handle
+            log.exception("fuse.revalidate_failed", path=path)
+        return fh
+
+    def _revalidate_kernel(self, path: str, fh: int) -> None:
+        """Close-to-open: if the file changed since the kernel last saw its attributes (another
+        mount wrote it), drop the kernel's cached attributes and pages before open returns."""
+        st = self._track(fh, path)
+        if st is None:
+            return
+        seen = self._seen.get(st["st_ino"])
+        self._remember(path, st)
+        if seen is not None and seen[1:] != (st["st_size"], st["st_mtime"]):
+            invalidate_path(path)
+
+    @overrides(Operations)
+    @fuse_op
+    def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
+        return self.fs.read(fh, size, offset)
+
+    @overrides(Operations)
+    @fuse_op
+    def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
+        return self.fs.write(fh, data, offset, caller(), append=fh in self._append)
+
+    @overrides(Operations)
+    @fuse_op
+    def flush(self, path: str | None, fh: int) -> int:
+        self.fs.flush(fh, caller())
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def fsync(self, path: str | None, datasync: int, fh: int) -> int:
+        self.fs.fsync(fh, caller())
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def release(self, path: str | None, fh: int) -> int:
+        self._append.discard(fh)
+        with self._lock:
+            self._fh_ino.pop(fh, None)
+        self.fs.release(fh, caller())
+        return 0
+
+    # -- locks ---------------------------------------------------------------------------------
+    @overrides(Operations)
+    @fuse_op
+    def lock(self, path: str | None, fh: int, cmd: int, lock: Any, owner: int = 0) -> int:
+        """fcntl byte-range locks, seen by every mount. libfuse also calls this with F_UNLCK over
+        the whole file on every close (POSIX: any close by the owner releases its locks)."""
+        lk = lock.contents
+        start = lk.l_start
+        end = EOF_ if lk.l_len == 0 else start + lk.l_len
+        if cmd == fcntl.F_GETLK:
+            blocker = self.fs.getlk(fh, owner, LOCK_TYPES.get(lk.l_type, "w"), start, end)
+            if blocker is None:
+                lk.l_type = fcntl.F_UNLCK
+            else:
+                lk.l_type = fcntl.F_WRLCK if blocker.type == "w" else fcntl.F_RDLCK
+                lk.l_whence = os.SEEK_SET
+                lk.l_start = blocker.start
+                lk.l_len = 0 if blocker.end >= EOF_ else blocker.end - blocker.start
+                lk.l_pid = blocker.pid
+            return 0
+        type_ = LOCK_TYPES.get(lk.l_type)
+        if type_ is None:
+            raise FsError(errno.EINVAL, f"lock type {lk.l_type}")
+        if type_ == "u" and start == 0 and end == EOF_:
+            self.fs.release_locks(fh, owner, "p", caller())  # no request unless it holds some
+            return 0
+        self._set_lock(fh, owner, type_, start, end, cmd == fcntl.F_SETLKW, "p")
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
+    def flock(self, path: str | None, fh: int, op: int, owner: int = 0) -> int:
+        """BSD flock: whole-file, per open file description (the kernel's lock owner)."""
+        if op & fcntl.LOCK_UN:
+            self.fs.release_locks(fh, owner, "f", caller())
+            return 0
+        type_ = "w" if op & fcntl.LOCK_EX else "r"
+        self._set_lock(fh, owner, type_, 0, EOF_, not op & fcntl.LOCK_NB, "f")
+        return 0
+
+    def _set_lock(self, fh: int, owner: int, type_: str, start: int, end: int, wait: bool, kind: str) -> None:
+        who = caller()
+        if self.fs.setlk(fh, owner, type_, start, end, who.pid, wait, kind, who):
+            st = self.fs.getattr(None, fh)  # the file changed elsewhere: drop the kernel's pages
+            seen = self._seen.get(st["st_ino"])
+            if seen is not None:
+                invalidate_path(seen[0])
+
+    @overrides(Operations)
+    @fuse_op
+    def fallocate(self, path: str | None, mode: int, offset: int, size: int, fh: int) -> int:
+        self.fs.fallocate(fh, mode, offset, size, caller())
+        return 0
+
+
+_fuse_invalidate_path = getattr(mfusepy._libfuse, "fuse_invalidate_path", None)  # libfuse >= 3.1
+if _fuse_invalidate_path is not None:
+    _fuse_invalidate_path.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    _fuse_invalidate_path.restype = ctypes.c_int
+
+
+def invalidate_path(path: str, fuse_ptr: int | None = None) -> None:
+    """Ask the kernel to drop its cached attributes and pages of ``path`` (libfuse's
+    fuse_invalidate_path; a path libfuse does not know is no error). ``fuse_ptr`` is the
+    struct fuse *; without it this must run inside a callback, to take it from the context."""
+    if _fuse_invalidate_path is None:
+        return
+    if fuse_ptr is None:
+        fuse_ptr = mfusepy._libfuse.fuse_get_context().contents.fuse
+    rc = _fuse_invalidate_path(fuse_ptr, os.fsencode(path))
+    if rc not in (0, -errno.ENOENT):
+        log.debug("fuse.invalidate_failed", path=path, rc=rc)
+
+
+def is_hidden_name(path: str) -> bool:
+    """libfuse's name for a file unlinked while open: .fuse_hidden + 16 hex digits."""
+    name = path.rpartition("/")[2]
+    return (len(name) == 28 and name.startswith(".fuse_hidden")
+            and all(c in "0123456789abcdef" for c in name[12:]))
+
+
+def _timespec_value(ts: Any) -> int | str | None:
+    if ts.tv_nsec == UTIME_NOW_NSEC:
+        return UTIME_NOW
+    if ts.tv_nsec == UTIME_OMIT_NSEC:
+        return None
+    return ts.tv_sec * 10**9 + ts.tv_nsec
+
+
+class DynlogFUSE(mfusepy.FUSE):
+    """mfusepy.FUSE with the libfuse 3 callbacks it simplifies passed through whole: rename
+    keeps its flags (RENAME_NOREPLACE, RENAME_EXCHANGE), utimens keeps UTIME_NOW/UTIME_OMIT and
+    the file handle, chmod/chown/truncate keep the file handle (their path is None under
+    nullpath_ok when the kernel sends one), opendir hands out our directory handles."""
+
+    def _dec(self, path: bytes | None) -> str | None:
+        return None if path is None else path.decode(self.encoding, self.errors)
+
+    @staticmethod
+    def _fh(fip: Any) -> int | None:
+        return fip.contents.fh if fip else None
+
+    def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
+        return self.operations.rename(self._dec(old), self._dec(new), flags)
+
+    def utimens_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
+        times = (_timespec_value(buf.contents.actime), _timespec_value(buf.contents.modtime)) if buf else None
+        return self.operations.utimens(self._dec(path), times, self._fh(fip))
+
+    def chmod_fuse_3(self, path: bytes | None, mode: int, fip: Any) -> int:
+        return self.operations.chmod(self._dec(path), mode, self._fh(fip))
+
+    def chown_fuse_3(self, path: bytes | None, uid: int, gid: int, fip: Any) -> int:
+        if mfusepy.c_uid_t(uid + 1).value == 0:
+            uid = -1
+        if mfusepy.c_gid_t(gid + 1).value == 0:
+            gid = -1
+        return self.operations.chown(self._dec(path), uid, gid, self._fh(fip))
+
+    def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
+        return self.operations.truncate(self._dec(path), length, self._fh(fip))
+
+    def opendir(self, path: bytes, fip: Any) -> int:
+        fip.contents.fh = self.operations.opendir(self._dec(path))
+        return 0
+
+    def lock(self, path: bytes | None, fip: Any, cmd: int, lock: Any) -> int:
+        fi = fip.contents
+        return self.operations.lock(self._dec(path), fi.fh, cmd, lock, fi.lock_owner)
+
+    def flock(self, path: bytes | None, fip: Any, op: int) -> int:
+        fi = fip.contents
+        return self.operations.flock(self._dec(path), fi.fh, op, fi.lock_owner)
