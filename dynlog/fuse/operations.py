@@ -50,6 +50,9 @@ FUSE_CAP_HANDLE_KILLPRIV = 1 << 20
 UTIME_NOW_NSEC = (1 << 30) - 1
 UTIME_OMIT_NSEC = (1 << 30) - 2
 
+# xattr namespaces a name may be in (the kernel checks who may use trusted.* and user.*)
+XATTR_NAMESPACES = ("user.", "trusted.", "security.")
+
 # Directory handles live far above file handles (FileSystem counts those from 1), so a handle
 # number never means both.
 DIR_HANDLE_BASE = 1 << 62
@@ -138,6 +141,10 @@ class DynlogOperations(Operations):
         self._fuse_ptr: int | None = None  # struct fuse *, for invalidations from other threads
         self._fh_ino: dict[int, int] = {}  # open file handle -> inode number
         self._hidden: dict[str, int] = {}  # libfuse's hidden path of a file unlinked while open -> ino
+        # Inodes with several names. libfuse's high-level API gives the kernel one inode per
+        # name, so a change made through one name must drop the kernel's cache of the others.
+        self._links: dict[int, set[str]] = {}
+        self._link_ino: dict[str, int] = {}
         self._lock = threading.Lock()
         self._closed = False
 
@@ -210,6 +217,28 @@ class DynlogOperations(Operations):
         if len(self._seen) >= SEEN_MAX:
             self._seen.clear()  # forgetting only costs invalidations we could have made
         self._seen[ino] = (path, st["st_size"], st["st_mtime"])
+        if st["st_nlink"] > 1 and not stat.S_ISDIR(st["st_mode"]):
+            with self._lock:
+                if len(self._link_ino) >= SEEN_MAX:
+                    self._links.clear()
+                    self._link_ino.clear()
+                self._links.setdefault(ino, set()).add(path)
+                self._link_ino[path] = ino
+
+    def _sync_links(self, path: str | None = None, fh: int | None = None, gone: bool = False) -> None:
+        """After a change to an inode through ``path`` (or handle ``fh``): if it has other names,
+        drop the kernel's cached attributes and pages under them. ``gone``: ``path`` was removed."""
+        with self._lock:
+            ino = self._link_ino.get(path) if path is not None else self._fh_ino.get(fh or 0)
+            if ino is None or ino not in self._links:
+                return
+            names = self._links[ino]
+            others = [p for p in names if p != path]
+            if gone and path is not None:
+                names.discard(path)
+                self._link_ino.pop(path, None)
+        for p in others:
+            invalidate_path(p)
 
     def on_invalidate(self, jid: str | None, names: list[str]) -> None:
         """The change feed saw remote changes to journal ``jid`` (``d/<ino>`` or ``i/<ino>``),
@@ -296,6 +325,10 @@ class DynlogOperations(Operations):
     def link(self, target: str, source: str) -> int:
         """``target`` is the new name, ``source`` the existing file (mfusepy's names)."""
         self.fs.link(source, target, caller())
+        st = self.fs.getattr(source)
+        self._remember(source, st)  # now known as a file with several names
+        self._sync_links(target)
+        invalidate_path(source)  # its link count changed
         return 0
 
     @overrides(Operations)
@@ -305,6 +338,7 @@ class DynlogOperations(Operations):
             if self._hidden.pop(path, None) is not None:
                 return 0  # libfuse's last-close cleanup of a hidden name: the store never had it
         self.fs.unlink(path, caller())
+        self._sync_links(path, gone=True)
         return 0
 
     @overrides(Operations)
@@ -319,6 +353,8 @@ class DynlogOperations(Operations):
         if is_hidden_name(new) and not flags:
             return self._hide(old, new)
         self.fs.rename(old, new, flags, caller())
+        self._sync_links(new, gone=True)  # a name it replaced
+        self._sync_links(old, gone=True)
         return 0
 
     def _hide(self, old: str, hidden: str) -> int:
@@ -330,6 +366,7 @@ class DynlogOperations(Operations):
             self.fs.rename(old, hidden, 0, caller())  # someone really wants that name
             return 0
         self.fs.unlink(old, caller())
+        self._sync_links(old, gone=True)
         with self._lock:
             self._hidden[hidden] = st["st_ino"]
         return 0
@@ -339,12 +376,14 @@ class DynlogOperations(Operations):
     @fuse_op
     def chmod(self, path: str | None, mode: int, fh: int | None = None) -> int:
         self.fs.chmod(path, mode, caller(), fh)
+        self._sync_links(path, fh)
         return 0
 
     @overrides(Operations)
     @fuse_op
     def chown(self, path: str | None, uid: int, gid: int, fh: int | None = None) -> int:
         self.fs.chown(path, uid, gid, caller(), fh)
+        self._sync_links(path, fh)
         return 0
 
     @overrides(Operations)
@@ -353,12 +392,14 @@ class DynlogOperations(Operations):
         """``times`` is (atime, mtime), each nanoseconds, UTIME_NOW ("now") or None (omit)."""
         atime, mtime = times if times is not None else (UTIME_NOW, UTIME_NOW)
         self.fs.utimens(path, atime, mtime, caller(), fh)
+        self._sync_links(path, fh)
         return 0
 
     @overrides(Operations)
     @fuse_op
     def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
         self.fs.truncate(path, length, caller(), fh)
+        self._sync_links(path, fh)
         return 0
 
     # -- xattrs --------------------------------------------------------------------------------
@@ -375,13 +416,17 @@ class DynlogOperations(Operations):
     @overrides(Operations)
     @fuse_op
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
+        if not name.startswith(XATTR_NAMESPACES):
+            raise FsError(errno.EOPNOTSUPP, f"xattr namespace of {name!r}")  # as local file systems do
         self.fs.setxattr(path, name, value, options, caller())
+        self._sync_links(path)
         return 0
 
     @overrides(Operations)
     @fuse_op
     def removexattr(self, path: str, name: str) -> int:
         self.fs.removexattr(path, name, caller())
+        self._sync_links(path)
         return 0
 
     # -- files ---------------------------------------------------------------------------------
@@ -433,12 +478,14 @@ class DynlogOperations(Operations):
     @fuse_op
     def flush(self, path: str | None, fh: int) -> int:
         self.fs.flush(fh, caller())
+        self._sync_links(fh=fh)
         return 0
 
     @overrides(Operations)
     @fuse_op
     def fsync(self, path: str | None, datasync: int, fh: int) -> int:
         self.fs.fsync(fh, caller())
+        self._sync_links(fh=fh)
         return 0
 
     @overrides(Operations)
