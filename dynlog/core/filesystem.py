@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 
 UTIME_NOW = "now"
 FEED_TTL = 30.0  # revalidation floor when a change feed keeps views fresh
+MISS_MAX_AGE = 0.0  # a lookup that misses re-reads the parent's view if older than this (s)
 XATTR_CREATE, XATTR_REPLACE = 1, 2
 FALLOC_FL_KEEP_SIZE = 1
 
@@ -142,6 +143,21 @@ class FileSystem:
                     return to_stat(replace(f.inode, size=f.size, nlink=0), self.block_size)
             if path is None:
                 raise FsError(errno.EBADF, f"bad handle {fh}")
+            return to_stat(self._node_attrs(self.ns.resolve(path)), self.block_size)
+
+    def lookup(self, path: str) -> dict[str, int]:
+        """getattr as the kernel's lookup of a name needs it (the FUSE layer's getattr by path).
+        The kernel looks a name up before it opens it, so for close-to-open a miss re-reads the
+        tail of the parent's journal (one Query) before it is believed: a name another mount
+        created and closed just before is found. Hits cost nothing, as in getattr."""
+        try:
+            return self.getattr(path)
+        except FsError as e:
+            if e.errno != errno.ENOENT:
+                raise
+        with operation("lookup"):
+            ppath, _ = split_path(path)
+            self.ns.dir_view(self.ns.resolve_dir(ppath).ino, MISS_MAX_AGE)
             return to_stat(self._node_attrs(self.ns.resolve(path)), self.block_size)
 
     def readdir(self, path: str) -> Iterator[tuple[str, dict[str, int] | None]]:

@@ -186,7 +186,10 @@ class DynlogOperations(Operations):
             st = self.fs.getattr(None, self._handle_of(self._hidden[path], path))
             st["st_nlink"] += 1  # libfuse subtracts the hidden name's link it believes in
             return st
-        st = self.fs.getattr(path, fh if fh and fh < DIR_HANDLE_BASE else None)
+        if fh is not None and fh < DIR_HANDLE_BASE or path is None:
+            st = self.fs.getattr(path, fh)
+        else:
+            st = self.fs.lookup(path)
         self._remember(path, st)
         return st
 
