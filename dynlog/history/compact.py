@@ -16,7 +16,9 @@ at the head, so that a cold client lists a directory with one snapshot read and 
 Blocks. A block version ``<ino>.<wid>`` is garbage when nothing retained references it: not a
 live file's block map, not a record or snapshot inside the retention window, not an orphan
 (a file unlinked while still open). A flush writes its blocks *before* the metadata event that
-maps them commits, so a block version that looks unreferenced may be in flight. Compact
+maps them commits, so a block version that looks unreferenced may be in flight. Open files
+count too: each live session advertises the block versions its open files read (its session
+item's ``open``), which keeps an open-unlinked file's data until its session closes it or dies. Compact
 therefore never deletes a block version the first time it sees it unreferenced: it records a
 GC candidate (path ``gc``, name = blockId, ``seen`` = time first seen unreferenced) and deletes
 the blocks on a later run once the candidate is older than ``grace`` (default 1 hour) and the
@@ -294,6 +296,24 @@ def state_refs(v: View) -> Refs:
     return Refs(bids=view_block_refs(v))
 
 
+def session_refs(store: Store, live_after: int) -> Refs:
+    """Block versions that live sessions (heartbeat at or after ``live_after``) advertise as read by
+    their open files (attribute ``open``: JSON {ino: [wid, ...]}): an open file whose last name is
+    gone keeps its blocks until its session closes it or dies."""
+    refs = Refs()
+    for it in store.query("meta", schema.SESSIONS):
+        hb = it.get("hb")
+        if not isinstance(hb, (int, float)) or hb < live_after or not it.get("open"):
+            continue
+        try:
+            held = json.loads(it["open"])
+        except ValueError:
+            continue
+        for ino, wids in held.items():
+            refs.bids |= {schema.block_id(int(ino), w) for w in wids}
+    return refs
+
+
 # -- the run ----------------------------------------------------------------------------------------
 
 class Compactor:
@@ -437,7 +457,7 @@ class Compactor:
     # -- phase 3: blocks ------------------------------------------------------------------------------------
     def _collect_blocks(self, plans: list[JournalPlan], now: int) -> None:
         broken = [p.jid for p in plans if p.problem]
-        refs = Refs()
+        refs = session_refs(self.store, now - self.opt.session_timeout)
         for p in plans:
             refs.update(p.refs)
         self.progress.stage("compact: listing blocks")

@@ -14,7 +14,7 @@ Namespace (the tree now, walked from the root)
   * every block version a live file maps is stored.
 Blocks
   * a stored block version that nothing references (no live file, no retained record or
-    snapshot, no orphan) is garbage: fine while it waits for compact's grace period, a problem
+    snapshot, no file a live session holds open) is garbage: fine while it waits for compact's grace period, a problem
     once its GC candidate is older than the grace period (compact should have collected it).
     A version nobody references and that compact has not seen yet is reported as a note (it may
     be a flush in flight).
@@ -42,7 +42,7 @@ from ..journal.record import GENESIS_HASH
 from ..materialize.cache import ViewCache
 from ..materialize.view import View
 from ..store.base import Store
-from .compact import GC_PARTITION, HOUR, Refs
+from .compact import GC_PARTITION, HOUR, MINUTE, Refs, session_refs
 from .progress import Progress
 from .timeparse import format_duration, format_time
 from .walk import JournalData, Journals, fold_record, view_block_refs
@@ -94,8 +94,9 @@ class _JournalState:
 
 class Fsck:
     def __init__(self, store: Store, *, repair: bool = False, grace: int = HOUR,
-                 progress: Progress | None = None, now: int | None = None) -> None:
+                 progress: Progress | None = None, now: int | None = None, session_timeout: int = 5 * MINUTE) -> None:
         self.store = store
+        self.session_timeout = session_timeout
         self.repair = repair
         self.grace = grace
         self.now = now if now is not None else time.time_ns()
@@ -333,7 +334,7 @@ class Fsck:
         self.report.block_versions = len(inventory)
         for bid in sorted(live.bids - inventory):
             self.problem("block", f"block version {bid} is mapped by a live file but is not stored (data lost)")
-        refs = Refs()
+        refs = session_refs(self.store, self.now - self.session_timeout)
         for st in self.states.values():
             refs.update(st.refs)
             if st.head is not None:

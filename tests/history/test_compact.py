@@ -283,3 +283,28 @@ def test_compact_while_another_client_writes(fs, new_fs, store):
     assert report.clean, report.lines()
     # and history since the writer started is still replayable
     assert format_time(time.time_ns())
+
+
+def test_open_unlinked_file_keeps_its_blocks_while_its_session_lives(fs, new_fs, store):
+    import os
+
+    from dynlog.cluster.sessions import Session
+
+    write_file(fs, "/tmpfile", b"still open" * 1000)
+    holder = new_fs(session="holder1")
+    fh = holder.open("/tmpfile", os.O_RDONLY, ROOT)
+    sess = Session(store, holder.session, open_files=holder.open_block_versions)
+    sess.beat()
+    fs.unlink("/tmpfile", ROOT)
+    rep = compact(store, CompactOptions(retain=0, grace=0, settle=0))
+    assert rep.blocks_collected == 0
+    assert len(list(store.scan_partitions("blocks"))) == 1
+    assert fsck(store).clean
+    holder.data.blocks.cache = type(holder.data.blocks.cache)()  # make the read go to the store
+    assert holder.read(fh, 100, 0) == b"still open" * 10
+    holder.release(fh, ROOT)
+    # the session dies without closing: its blocks go on the next run
+    store.put(Put("meta", {**store.get("meta", (schema.SESSIONS, "holder1")), "hb": 1}))
+    rep = compact(store, CompactOptions(retain=0, grace=0, settle=0))
+    assert rep.blocks_collected == 1 and rep.sessions_expired == 1
+    assert list(store.scan_partitions("blocks")) == []
