@@ -33,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0].startswith(("local:", "aws:")):
+        # mount.fuse3's form for `mount -t fuse.dynlog` without our helper: dynlog SOURCE MOUNTPOINT -o ...
+        from .fstab import main as mount_helper
+
+        return mount_helper(argv, prog="dynlog")
     parser = build_parser()
     args = parser.parse_args(argv)
     configure_logging(args.verbose)

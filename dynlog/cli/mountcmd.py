@@ -196,13 +196,18 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     debug = bool(fuse_opts.pop("debug", False))
     fuse_opts.setdefault("fsname", store.source.replace(",", "\\,"))
     fuse_opts.setdefault("max_threads", 64)
+    fuse_opts.setdefault("max_idle_threads", 16)  # libfuse 3.14 complains when it is left unset
     log.info("mount.start", source=store.source, mountpoint=mountpoint, pid=os.getpid())
     try:
         fs.start_services(mountpoint, on_invalidate=ops.on_invalidate, freshness=opts.freshness)
         DynlogFUSE(ops, mountpoint, foreground=True, debug=debug, default_permissions=True,
                    subtype="dynlog", **fuse_opts)
     except RuntimeError as e:
-        raise QuietError(f"mounting {source} at {mountpoint} failed (libfuse: {e}; see its message above)") from None
+        if not ops.initialized:
+            raise QuietError(f"mounting {source} at {mountpoint} failed (libfuse: {e}; see its message above)") from None
+        # libfuse's loop reports a non-zero status when a signal (SIGTERM, SIGINT, SIGHUP) ended
+        # it: that is the clean way down, and libfuse has unmounted already.
+        log.info("mount.signalled", status=str(e))
     finally:
         ops.close()
         store.close()
@@ -266,9 +271,15 @@ def _last_error(log_file: str, start: int) -> str:
             lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
     except OSError:
         return ""
+    libfuse = [ln for ln in lines if ln.startswith(("fuse:", "fusermount"))]
     for ln in reversed(lines):
-        if ln.startswith(("dynlog:", "fuse:", "fusermount")):
-            return ln.removeprefix("dynlog: ")
+        if ln.startswith("dynlog:"):
+            msg = ln.removeprefix("dynlog: ")
+            if libfuse and " (libfuse" in msg:  # name libfuse's own complaint instead of "see above"
+                msg = f"{msg.split(' (libfuse')[0]}: {libfuse[-1]}"
+            return msg
+    if libfuse:
+        return libfuse[-1]
     return lines[-1] if len(lines) > 1 else ""
 
 

@@ -147,11 +147,13 @@ class DynlogOperations(Operations):
         self._link_ino: dict[str, int] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self.initialized = False  # libfuse called init: the file system was mounted
 
     # -- lifecycle -----------------------------------------------------------------------------
     @overrides(Operations)
     def init_with_config(self, conn_info: Any, config_3: Any) -> None:
         self._fuse_ptr = mfusepy._libfuse.fuse_get_context().contents.fuse
+        self.initialized = True
         if config_3 is not None:
             config_3.entry_timeout = self.entry_timeout
             config_3.attr_timeout = self.attr_timeout
