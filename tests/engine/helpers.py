@@ -126,13 +126,11 @@ class StrictReplayError(AssertionError):
     pass
 
 
-def strict_replay(recs: list[Record]) -> View:
+def strict_replay(recs: list[Record], jid: str | None = None) -> View:
     """Fold records while checking the namespace invariants each event must keep:
     Create/Link only of a free name; Remove/Rename/MoveOut of an entry that exists with that
     inode; nothing after a directory's seal (rmdir), and a seal only of an empty directory."""
-    if not recs:
-        return View("?")
-    v = View(recs[0].jid)
+    v = View(jid or (recs[0].jid if recs else "?"))
     for r in recs:
         for ev in r.events:
             where = f"{r.jid}/{r.seq} {type(ev).__name__} {ev}"

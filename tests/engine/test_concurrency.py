@@ -1,0 +1,574 @@
+"""Property-based concurrency tests (hypothesis), on SQLite and on DynamoDB Local.
+
+Several clients, each a FileSystem on its own store object, run random create / mkdir /
+rename / unlink / rmdir / link / chmod sequences over a small pool of names in shared
+directories, as threads and as separate (spawned) processes. Errors such as EEXIST and
+ENOENT are legitimate outcomes of the races. Afterwards:
+
+  * every client, once its caches are invalidated, sees the same tree as a fresh client, and
+    every view it holds equals the journal folded from seq 1;
+  * every journal's hash chain verifies, and a strict replay shows each event was valid when
+    it was appended (names unique, removals of existing entries, a seal only of an empty
+    directory and nothing after it);
+  * no event is lost or duplicated: the events each client's successful operations emitted
+    appear in the journals exactly once, under that client's session, and nothing else does;
+  * no directory cycle: every directory created and not removed is reachable from the root
+    exactly once; directory nlink is 2 + subdirectories; each file's nlink is the number of
+    names referring to it.
+
+A single client running sequentially is also compared, op by op and errno by errno, with a
+plain dict model of the tree.
+
+Each hypothesis example works in a fresh top-level directory of one file system, so that
+examples cost no table creation; the whole file system is checked once more at the end.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import multiprocessing
+import stat
+import sys
+import threading
+from collections import Counter
+from typing import Any, Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from dynlog import schema
+from dynlog.core.attrs import ROOT
+from dynlog.core.filesystem import FileSystem
+from dynlog.core.superblock import mkfs
+from dynlog.journal.events import Create, Detach, Link
+from dynlog.store.base import Store
+
+from .helpers import journal_ids, strict_replay, verify_chain, walk
+from .workload import NAMES, PARENTS, apply_op, canon, client_state, full, instrument, run_client, worker_main
+
+CLIENTS = 3
+
+# -- strategies --------------------------------------------------------------------------------------
+
+parents = st.sampled_from(PARENTS)
+names = st.sampled_from(NAMES)
+ops = st.one_of(
+    st.tuples(st.sampled_from(["create", "mkdir", "create", "mkdir", "unlink", "rmdir"]), parents, names),
+    st.tuples(st.sampled_from(["rename", "rename", "link"]), parents, names, parents, names),
+    st.tuples(st.just("chmod"), parents, names, st.sampled_from([0o600, 0o755, 0o700])),
+)
+client_ops = st.lists(ops, min_size=4, max_size=14)
+many_clients = st.lists(client_ops, min_size=CLIENTS, max_size=CLIENTS)
+
+SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None, print_blob=True)
+
+
+def norm(x: Any) -> Any:
+    return json.loads(json.dumps(x))
+
+
+# -- the checker ---------------------------------------------------------------------------------------
+
+class Env:
+    """One file system for all examples of a test: a seeding client, per-example bases, checks."""
+
+    def __init__(self, store: Store, store_factory: Callable[[], Store]) -> None:
+        mkfs(store, uid=0, gid=0)
+        self.store = store
+        self.store_factory = store_factory
+        self.seeder = FileSystem(store, session="seeder")
+        self.n = 0
+        self.examples = 0
+        self.conflicts = 0
+        self.outcomes: Counter = Counter()
+
+    def new_base(self) -> str:
+        self.n += 1
+        base = f"/ex{self.n}"
+        self.seeder.mkdir(base, 0o755, ROOT)
+        for d in ("a", "b", "a/b", "b/c"):
+            self.seeder.mkdir(f"{base}/{d}", 0o755, ROOT)
+        for f in ("x", "a/x", "b/x"):
+            self.seeder.release(self.seeder.create(f"{base}/{f}", 0o644, 0, ROOT))
+        return base
+
+    def sessions(self, tag: str) -> list[str]:
+        return [f"{tag}{self.n}c{i}" for i in range(CLIENTS)]
+
+    def check(self, base: str, sessions: list[str], captured: dict[str, list], states: dict[str, dict],
+              outcomes: list[list[int]]) -> None:
+        self.examples += 1
+        for out in outcomes:
+            self.outcomes.update(errno.errorcode.get(e, "OK") if e else "OK" for e in out)
+        fresh = FileSystem(self.store_factory(), session="checker")
+        try:
+            self._check(fresh, base, sessions, captured, states)
+        finally:
+            fresh.close()
+            fresh.store.close()
+
+    def _check(self, fresh: FileSystem, base: str, sessions: list[str], captured: dict[str, list],
+               states: dict[str, dict]) -> None:
+        tree = walk(fresh, base)  # raises on a directory reached twice
+        for s, state in states.items():
+            assert state["tree"] == tree, f"client {s} sees another tree than a fresh client"
+
+        # the journals of this example: the base's, and transitively every directory created in
+        # one of them (names never leave the base) and every inode journal a link made
+        base_ino = fresh.getattr(base)["st_ino"]
+        flat = [x for s in sessions for evs in captured[s] for x in evs]
+        recs_of: dict[str, list] = {}
+        created_dirs = {base_ino}
+        todo = [schema.dir_journal(base_ino)]
+        while todo:
+            jid = todo.pop()
+            if jid in recs_of:
+                continue
+            recs_of[jid] = fresh.journals.read_after(jid, 0)
+            for r in recs_of[jid]:
+                for ev in r.events:
+                    if isinstance(ev, Create) and ev.inode.is_dir:
+                        created_dirs.add(ev.inode.ino)
+                        todo.append(schema.dir_journal(ev.inode.ino))
+                    elif isinstance(ev, (Detach, Link)):
+                        todo.append(schema.inode_journal(ev.ino))
+        jids = set(recs_of)
+
+        replayed = {}
+        found: Counter = Counter()
+        for jid in sorted(jids):
+            recs = recs_of[jid]
+            verify_chain(recs)
+            v = strict_replay(recs, jid)
+            replayed[jid] = v
+            if recs:
+                assert fresh.cache.get(jid, 0.0).state_equals(v), f"{jid}: loaded view != replay from seq 1"
+            for r in recs:
+                if r.session in sessions:
+                    for ev in r.events:
+                        found[(jid, canon(ev))] += 1
+                else:
+                    assert r.session == "seeder", f"{jid}/{r.seq}: record of unknown session {r.session}"
+        want = Counter(flat)
+        assert set(j for j, _ in want) <= jids, "an operation emitted into a journal outside the example"
+        lost = want - found
+        extra = found - want
+        assert not lost, f"events committed by clients but missing from the journals: {list(lost)[:5]}"
+        assert not extra, f"events in the journals no successful operation emitted (or duplicated): {list(extra)[:5]}"
+
+        for s, state in states.items():
+            for jid, snap in state["views"].items():
+                if jid in replayed:
+                    assert norm(snap) == norm(replayed[jid].to_snapshot()), f"client {s}: view of {jid} != replay"
+
+        # no cycle: every directory created and not removed hangs in the tree exactly once
+        sealed = {schema.journal_ino(j) for j, v in replayed.items() if j.startswith("d/") and v.removed}
+        in_tree = {t[1] for t in tree.values() if t[0] == stat.S_IFDIR}
+        alive = created_dirs - sealed - {base_ino}
+        assert in_tree == alive, f"directories lost from the tree (cycle?): {alive - in_tree}; extra: {in_tree - alive}"
+        # nlink: directories 2 + subdirectories, files the number of names
+        names_of: Counter = Counter(t[1] for t in tree.values() if t[0] != stat.S_IFDIR)
+        for path, t in tree.items():
+            kind, ino, _, nl = t[:4]
+            if kind == stat.S_IFDIR:
+                subdirs = sum(1 for p, u in tree.items() if u[0] == stat.S_IFDIR and p.rpartition("/")[0] == path)
+                assert nl == 2 + subdirs, f"{path}: nlink {nl}, subdirectories {subdirs}"
+            else:
+                assert nl == names_of[ino], f"{path}: nlink {nl} but {names_of[ino]} names"
+        for jid, v in replayed.items():
+            if jid.startswith("i/") and v.subject is not None:
+                assert v.subject.nlink == names_of[v.subject.ino], (
+                    f"{jid}: nlink {v.subject.nlink}, names {names_of[v.subject.ino]}")
+
+    def check_whole(self) -> None:
+        """Every journal of the file system, and the whole tree from the root."""
+        fresh = FileSystem(self.store_factory(), session="checker")
+        try:
+            tree = walk(fresh, "/")
+            dirs_in_tree = {t[1] for t in tree.values() if t[0] == stat.S_IFDIR}
+            created, sealed = set(), set()
+            for jid in journal_ids(self.store):
+                recs = fresh.journals.read_after(jid, 0)
+                verify_chain(recs)
+                v = strict_replay(recs, jid)
+                if jid.startswith("d/") and v.removed:
+                    sealed.add(schema.journal_ino(jid))
+                for r in recs:
+                    for ev in r.events:
+                        if isinstance(ev, Create) and ev.inode.is_dir:
+                            created.add(ev.inode.ino)
+            assert dirs_in_tree == created - sealed
+        finally:
+            fresh.close()
+            fresh.store.close()
+
+
+@pytest.fixture
+def env(store: Store, store_factory: Callable[[], Store]) -> Env:
+    return Env(store, store_factory)
+
+
+# -- threads -------------------------------------------------------------------------------------------
+
+def test_threads(env: Env) -> None:
+    stores = [env.store_factory() for _ in range(CLIENTS)]
+    old_interval = sys.getswitchinterval()
+
+    @settings(max_examples=15, **SETTINGS)
+    @given(many_clients)
+    def run(workloads: list[list[tuple]]) -> None:
+        base = env.new_base()
+        sessions = env.sessions("t")
+        clients = [FileSystem(s, session=sess) for s, sess in zip(stores, sessions)]
+        captured = {sess: instrument(c) for c, sess in zip(clients, sessions)}
+        outcomes: list[list[int]] = [[] for _ in clients]
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(len(clients))
+
+        def go(i: int) -> None:
+            try:
+                barrier.wait(timeout=60)
+                outcomes[i] = run_client(clients[i], base, workloads[i])
+            except BaseException as e:  # noqa: BLE001 - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(len(clients))]
+        sys.setswitchinterval(1e-5)  # interleave the clients finely
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+        finally:
+            sys.setswitchinterval(old_interval)
+        assert not errors, errors
+        env.conflicts += sum(c.committer.conflicts for c in clients)
+        states = {sess: client_state(c, base) for c, sess in zip(clients, sessions)}
+        for c in clients:
+            c.close()
+        env.check(base, sessions, captured, states, outcomes)
+
+    run()
+    env.check_whole()
+    print(f"threads: {env.examples} examples, {env.conflicts} conflicts, outcomes {dict(env.outcomes)}")
+    assert env.outcomes["OK"] > 0
+
+
+# -- processes -----------------------------------------------------------------------------------------
+
+@pytest.fixture
+def workers(request: pytest.FixtureRequest):
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(CLIENTS)
+    pipes, procs = [], []
+    for _ in range(CLIENTS):
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=worker_main, args=(child, barrier), daemon=True)
+        p.start()
+        pipes.append(parent)
+        procs.append(p)
+    yield pipes
+    for conn in pipes:
+        try:
+            conn.send(None)
+        except OSError:
+            pass
+    for p in procs:
+        p.join(10)
+        if p.is_alive():
+            p.terminate()
+
+
+def test_processes(env: Env, workers: list, backing: dict) -> None:
+    @settings(max_examples=10, **SETTINGS)
+    @given(many_clients)
+    def run(workloads: list[list[tuple]]) -> None:
+        base = env.new_base()
+        sessions = env.sessions("p")
+        for conn, sess, ops_ in zip(workers, sessions, workloads):
+            conn.send((backing, base, sess, ops_))
+        captured, states, outcomes = {}, {}, []
+        for conn, sess in zip(workers, sessions):
+            if not conn.poll(180):
+                raise AssertionError("a worker process did not answer")
+            msg = conn.recv()
+            assert msg[0] == "ok", msg[1]
+            _, out, cap, state = msg
+            captured[sess], states[sess] = cap, state
+            outcomes.append(out)
+        env.check(base, sessions, captured, states, outcomes)
+
+    run()
+    env.check_whole()
+    print(f"processes: {env.examples} examples, outcomes {dict(env.outcomes)}")
+    assert env.outcomes["OK"] > 0
+
+
+# -- a reference model for one sequential client ------------------------------------------------------
+
+class MDir:
+    def __init__(self, mode: int = 0o755) -> None:
+        self.children: dict[str, Any] = {}
+        self.mode = mode
+
+
+class MFile:
+    def __init__(self, mode: int = 0o644) -> None:
+        self.mode = mode
+
+
+class ModelError(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+class Model:
+    """The tree under the example's base as dicts, with the errno order of POSIX (and dynlog)."""
+
+    def __init__(self) -> None:
+        self.root = MDir()
+
+    @staticmethod
+    def parts(rel: str) -> list[str]:
+        return [p for p in rel.split("/") if p]
+
+    def resolve(self, parts: list[str]) -> Any:
+        node = self.root
+        for c in parts:
+            if not isinstance(node, MDir):
+                raise ModelError(errno.ENOTDIR)
+            if c not in node.children:
+                raise ModelError(errno.ENOENT)
+            node = node.children[c]
+        return node
+
+    def resolve_dir(self, parts: list[str]) -> MDir:
+        node = self.resolve(parts)
+        if not isinstance(node, MDir):
+            raise ModelError(errno.ENOTDIR)
+        return node
+
+    def apply(self, op: tuple) -> int:
+        try:
+            getattr(self, "op_" + op[0])(*op[1:])
+        except ModelError as e:
+            return e.code
+        return 0
+
+    def _make(self, parent: str, name: str, node: Any) -> None:
+        d = self.resolve_dir(self.parts(parent))
+        if name in d.children:
+            raise ModelError(errno.EEXIST)
+        d.children[name] = node
+
+    def op_create(self, parent: str, name: str) -> None:
+        self._make(parent, name, MFile())
+
+    def op_mkdir(self, parent: str, name: str) -> None:
+        self._make(parent, name, MDir())
+
+    def op_unlink(self, parent: str, name: str) -> None:
+        d = self.resolve_dir(self.parts(parent))
+        if name not in d.children:
+            raise ModelError(errno.ENOENT)
+        if isinstance(d.children[name], MDir):
+            raise ModelError(errno.EISDIR)
+        del d.children[name]
+
+    def op_rmdir(self, parent: str, name: str) -> None:
+        d = self.resolve_dir(self.parts(parent))
+        node = self.resolve(self.parts(parent) + [name])
+        if not isinstance(node, MDir):
+            raise ModelError(errno.ENOTDIR)
+        if node.children:
+            raise ModelError(errno.ENOTEMPTY)
+        del d.children[name]
+
+    def op_chmod(self, parent: str, name: str, mode: int) -> None:
+        self.resolve(self.parts(parent) + [name]).mode = mode
+
+    def op_link(self, p1: str, n1: str, p2: str, n2: str) -> None:
+        self.resolve_dir(self.parts(p1))
+        src = self.resolve(self.parts(p1) + [n1])
+        if isinstance(src, MDir):
+            raise ModelError(errno.EPERM)
+        d = self.resolve_dir(self.parts(p2))
+        if n2 in d.children:
+            raise ModelError(errno.EEXIST)
+        d.children[n2] = src
+
+    def op_rename(self, p1: str, n1: str, p2: str, n2: str) -> None:
+        s = self.resolve_dir(self.parts(p1))
+        src = self.resolve(self.parts(p1) + [n1])
+        old, new = self.parts(p1) + [n1], self.parts(p2) + [n2]
+        if isinstance(src, MDir) and new[: len(old)] == old and new != old:
+            raise ModelError(errno.EINVAL)
+        d = self.resolve_dir(self.parts(p2))
+        if s is d and n1 == n2:
+            return
+        tgt = d.children.get(n2)
+        if tgt is not None:
+            if tgt is src:
+                return  # two names of one inode
+            if isinstance(src, MDir) and not isinstance(tgt, MDir):
+                raise ModelError(errno.ENOTDIR)
+            if not isinstance(src, MDir) and isinstance(tgt, MDir):
+                raise ModelError(errno.EISDIR)
+            if isinstance(tgt, MDir) and tgt.children:
+                raise ModelError(errno.ENOTEMPTY)
+        del s.children[n1]
+        d.children[n2] = src
+
+    def tree(self, base: str) -> tuple[dict[str, tuple], list[set[str]]]:
+        """path -> (type, permission bits, nlink); and the groups of paths naming one file."""
+        out: dict[str, tuple] = {}
+        files: dict[int, set[str]] = {}
+        objs: dict[int, Any] = {}
+
+        def visit(d: MDir, path: str) -> None:
+            for name, node in d.children.items():
+                p = f"{path}/{name}"
+                if isinstance(node, MDir):
+                    out[p] = (stat.S_IFDIR, node.mode, 2 + sum(isinstance(c, MDir) for c in node.children.values()))
+                    visit(node, p)
+                else:
+                    files.setdefault(id(node), set()).add(p)
+                    objs[id(node)] = node
+        visit(self.root, base)
+        for key, paths in files.items():
+            for p in paths:
+                out[p] = (stat.S_IFREG, objs[key].mode, len(paths))
+        return out, sorted((g for g in files.values()), key=sorted)
+
+
+def engine_tree(fs: FileSystem, base: str) -> tuple[dict[str, tuple], list[set[str]]]:
+    t = walk(fs, base)
+    groups: dict[int, set[str]] = {}
+    for p, v in t.items():
+        if v[0] != stat.S_IFDIR:
+            groups.setdefault(v[1], set()).add(p)
+    return ({p: (v[0], stat.S_IMODE(v[2]), v[3]) for p, v in t.items()},
+            sorted(groups.values(), key=sorted))
+
+
+def test_single_client_matches_a_dict_model(env: Env) -> None:
+    client_store = env.store_factory()
+
+    @settings(max_examples=20, **SETTINGS)
+    @given(st.lists(ops, min_size=5, max_size=40))
+    def run(seq: list[tuple]) -> None:
+        env.n += 1
+        base = f"/m{env.n}"
+        env.seeder.mkdir(base, 0o755, ROOT)
+        fs = FileSystem(client_store, session=f"m{env.n}c0")
+        captured = instrument(fs)
+        model = Model()
+        for i, op in enumerate(seq):
+            got, want = apply_op(fs, base, op), model.apply(op)
+            assert got == want, (f"op {i} {op}: dynlog {errno.errorcode.get(got, got)}, "
+                                 f"model {errno.errorcode.get(want, want)}")
+        assert engine_tree(fs, base) == model.tree(base)
+        other = FileSystem(env.store_factory(), session="checker")
+        assert engine_tree(other, base) == model.tree(base)
+        other.close()
+        fs.close()
+        env.check(base, [f"m{env.n}c0"], {f"m{env.n}c0": captured}, {}, [])
+
+    run()
+    env.check_whole()
+
+
+# -- directory moves racing into cycles ---------------------------------------------------------------
+
+@pytest.mark.parametrize("moves", [
+    [("/a", "/b/a"), ("/b", "/a/b2")],
+    [("/a", "/b/m"), ("/b", "/c/m"), ("/c", "/a/m")],
+    [("/a", "/b/m"), ("/b", "/a/sub/m")],
+    # disjoint journals: the first move touches p, b/y and m; the second root, t and b
+    [("/p/m", "/b/y/m"), ("/b", "/p/m/t/b2")],
+], ids=["two", "three", "deep", "disjoint"])
+def test_stale_clients_cannot_move_directories_into_a_cycle(env: Env, moves: list[tuple[str, str]]) -> None:
+    """Each client has warm views in which its move is valid. The last client resolves its
+    paths, and just before it commits, the others make their moves (the race window); its
+    move would now close a cycle. It must fail (EINVAL, or ENOENT once it sees the target path
+    no longer exists), never detach a loop from the root."""
+    base = env.new_base()
+    for d in ("/c", "/a/sub", "/p", "/p/m", "/p/m/t", "/b/y"):
+        env.seeder.mkdir(base + d, 0o755, ROOT)
+    sessions = [f"cyc{env.n}c{i}" for i in range(len(moves))]
+    clients = [FileSystem(env.store_factory(), session=s) for s in sessions]
+    for c in clients:
+        walk(c, base)  # every client caches every view
+    captured = {s: instrument(c) for s, c in zip(sessions, clients)}
+    results: list[int] = [0] * len(moves)
+    last = clients[-1]
+    inner = last.committer.commit
+    raced: list[bool] = []
+
+    def commit_after_the_others(*a: Any, **kw: Any) -> Any:
+        if not raced:
+            raced.append(True)
+            for i, (c, (old, new)) in enumerate(zip(clients[:-1], moves[:-1])):
+                results[i] = apply_op(c, "", ("rename", "", base + old, "", base + new))
+        return inner(*a, **kw)
+
+    last.committer.commit = commit_after_the_others  # type: ignore[method-assign]
+    old, new = moves[-1]
+    results[-1] = apply_op(last, "", ("rename", "", base + old, "", base + new))
+    assert raced and results[:-1] == [0] * (len(moves) - 1), results
+    assert results[-1] in (errno.EINVAL, errno.ENOENT), results
+    states = {s: client_state(c, base) for s, c in zip(sessions, clients)}
+    for c in clients:
+        c.close()
+    env.check(base, sessions, captured, states, [results])
+    env.check_whole()
+
+
+dir_moves = st.lists(
+    st.tuples(st.just("rename"), st.sampled_from(["", "a", "b", "a/b", "b/a", "a/c", "c"]),
+              st.sampled_from(["a", "b", "c"]), st.sampled_from(["", "a", "b", "a/b", "b/a", "c", "c/a"]),
+              st.sampled_from(["a", "b", "c"])),
+    min_size=3, max_size=8)
+
+
+def test_threads_racing_directory_moves(env: Env) -> None:
+    """Clients only move directories around among each other: the tree stays a tree."""
+    stores = [env.store_factory() for _ in range(CLIENTS)]
+    old_interval = sys.getswitchinterval()
+
+    @settings(max_examples=12, **SETTINGS)
+    @given(st.lists(dir_moves, min_size=CLIENTS, max_size=CLIENTS))
+    def run(workloads: list[list[tuple]]) -> None:
+        base = env.new_base()
+        for d in ("c", "b/a", "a/c"):
+            env.seeder.mkdir(f"{base}/{d}", 0o755, ROOT)
+        sessions = env.sessions("dm")
+        clients = [FileSystem(s, session=sess) for s, sess in zip(stores, sessions)]
+        for c in clients:
+            walk(c, base)  # warm, so that views go stale as the others move things
+        captured = {sess: instrument(c) for c, sess in zip(clients, sessions)}
+        outcomes: list[list[int]] = [[] for _ in clients]
+        barrier = threading.Barrier(len(clients))
+
+        def go(i: int) -> None:
+            barrier.wait(timeout=60)
+            outcomes[i] = run_client(clients[i], base, workloads[i])
+
+        threads = [threading.Thread(target=go, args=(i,)) for i in range(len(clients))]
+        sys.setswitchinterval(1e-5)
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+        finally:
+            sys.setswitchinterval(old_interval)
+        states = {sess: client_state(c, base) for c, sess in zip(clients, sessions)}
+        for c in clients:
+            c.close()
+        env.check(base, sessions, captured, states, outcomes)
+
+    run()
+    env.check_whole()
