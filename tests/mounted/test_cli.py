@@ -4,6 +4,7 @@ mkfs, status, umount; mount(8), fstab and mount.fuse3 entry points."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -292,3 +293,33 @@ def test_fstab_line(system_helper: str, fs_source: Source, mp: Path, tmp_path: P
         assert mounttab.find_mount(str(mp)).source == fs_source.source
     finally:
         ensure_unmounted(mp)
+
+
+def test_read_only_mount(mounter: Mounter, fs_source: Source) -> None:
+    rw = mounter.mount(fs_source)
+    (Path(rw.path) / "f").write_text("data")
+    ro = mounter.mount(fs_source, options="ro")
+    assert (Path(ro.path) / "f").read_text() == "data"
+    for attempt in (lambda: (Path(ro.path) / "g").write_text("x"), lambda: os.mkdir(Path(ro.path) / "d"),
+                    lambda: os.unlink(Path(ro.path) / "f"), lambda: os.chmod(Path(ro.path) / "f", 0o600)):
+        with pytest.raises(OSError) as ei:
+            attempt()
+        assert ei.value.errno == errno.EROFS
+
+
+def test_teardown_survives_a_hung_daemon(mounter: Mounter, fs_source: Source) -> None:
+    """A stopped daemon blocks every caller of its mount; force_unmount (what every fixture's
+    teardown runs) must still get rid of the mount, without touching it."""
+    m = mounter.mount(fs_source)
+    os.kill(m.proc.pid, signal.SIGSTOP)
+    try:
+        stuck = subprocess.Popen(["stat", m.path + "/anything"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.2)
+        assert stuck.poll() is None  # really hung
+        start = time.monotonic()
+        mounttab.force_unmount(m.path, timeout=3)
+        assert mounttab.find_mount(m.path) is None and time.monotonic() - start < 15
+        assert stuck.wait(timeout=10) != 0  # released by the abort, with an error
+    finally:
+        os.kill(m.proc.pid, signal.SIGCONT)
+    m.proc.wait(timeout=15)

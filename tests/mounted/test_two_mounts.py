@@ -132,3 +132,17 @@ def test_locks_across_mounts(pair: tuple[Path, Path]) -> None:
     finally:
         os.close(fa)
         os.close(fb)
+
+
+def test_attributes_follow_the_other_mount(pair: tuple[Path, Path]) -> None:
+    """B's kernel caches attributes; the change feed makes B drop them when A changes the file."""
+    a, b = pair
+    (a / "f").write_bytes(b"12345")
+    eventually(lambda: os.path.exists(b / "f"))
+    assert os.stat(b / "f").st_mode & 0o777 == 0o644
+    os.chmod(a / "f", 0o600)
+    with open(a / "f", "ab") as f:
+        f.write(b"678")
+    took = eventually(lambda: (os.stat(b / "f").st_mode & 0o777, os.stat(b / "f").st_size) == (0o600, 8))
+    print(f"attributes followed in {took:.2f} s")
+    assert took < POLL
