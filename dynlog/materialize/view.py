@@ -73,10 +73,11 @@ class View:
         if old is not None:
             if self.by_ino.get(old.ino) == name:
                 del self.by_ino[old.ino]
-                for other, ent in self.entries.items():  # rare: a second name of one linked inode
-                    if ent.ino == old.ino:
-                        self.by_ino[old.ino] = other
-                        break
+                if old.linked:  # only a hard-linked inode can have a second name here: look for it
+                    for other, ent in self.entries.items():
+                        if ent.ino == old.ino:
+                            self.by_ino[old.ino] = other
+                            break
             if old.is_dir:
                 self.ndirs -= 1
         return old
