@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="JSON lines instead of text")
     p.add_argument("--all", action="store_true", help="also show internal bookkeeping events in the text output")
     p.add_argument("-f", "--follow", action="store_true", help="after the history, print new events as they happen")
+    p.add_argument("--poll", action="store_true",
+                   help="with --follow: poll the journals' tails instead of reading the change feed (on DynamoDB the "
+                        "feed is a Streams reader, and at most two readers per shard are advised)")
     p.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
     p.add_argument("--idle-exit", type=float, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_replay)
@@ -98,7 +101,8 @@ def _replay_events(store: Any, args: argparse.Namespace) -> int:
     since = parse_time(args.since).start if args.since else None
     until = parse_time(args.until).end if args.until else None
     journals = Journals(store)
-    feed = store.change_feed() if args.follow else None  # opened first: nothing falls between history and tail
+    # The feed is opened before the history is read, so nothing falls between the two.
+    feed = store.change_feed() if args.follow and not args.poll else None
     replayer = Replayer(store, journals, warn=_warn)
     path = _norm(args.path)
     scope = Scope(store, journals, path, args.recursive or path == "/", until)
@@ -120,6 +124,9 @@ def _replay_events(store: Any, args: argparse.Namespace) -> int:
     for line in replayer.history():
         emit(line)
     sys.stdout.flush()
+    if replayer.horizon is not None and (since is None or since < replayer.horizon):
+        print(f"dynlog: note: history before {format_time(replayer.horizon)} was compacted (dynlog compact "
+              "--retain); earlier events are partly or wholly gone", file=sys.stderr)
     if args.follow:
         stop = threading.Event()
         try:

@@ -191,7 +191,7 @@ def _size(n: float) -> str:
 
 # -- analysing one journal (streaming: only the current state is in memory) ------------------------
 
-def analyze(store: Store, jid: str, cutoff: int) -> JournalPlan:
+def analyze(store: Store, jid: str, cutoff: int, tick: Callable[[int], None] | None = None) -> JournalPlan:
     """Read the journal once (snapshots, then records in order) and decide what to write and what
     to trim. The fold starts at the oldest state that can be built (seq 0, or the oldest snapshot
     the records continue from) and jumps a gap only where a snapshot covers it."""
@@ -262,6 +262,8 @@ def analyze(store: Store, jid: str, cutoff: int) -> JournalPlan:
             decide(view.head, view)
         plan.records += 1
         fold_record(view, rec, hook)
+        if tick is not None and plan.records % 20_000 == 0:
+            tick(plan.records)
 
     if plan.problem:
         return plan
@@ -389,7 +391,7 @@ class Compactor:
         self.progress.stage("compact: reading journals", len(jids))
         plans = []
         for jid in jids:
-            plan = analyze(self.store, jid, cutoff)
+            plan = analyze(self.store, jid, cutoff, tick=lambda n, j=jid: self._tick(f"{j}: {n} records"))
             self.report.records_before += plan.records
             if plan.problem:
                 self.report.problems.append(f"{jid}: {plan.problem} (left alone; run dynlog fsck)")
@@ -397,6 +399,10 @@ class Compactor:
             self.progress.advance(note=jid)
             self._renew_lease()
         return plans
+
+    def _tick(self, note: str) -> None:
+        self.progress.advance(0, note=note)
+        self._renew_lease()
 
     def _write_snapshots(self, plans: list[JournalPlan]) -> None:
         todo = [p for p in plans if p.write and not p.problem]
@@ -440,6 +446,7 @@ class Compactor:
             if keys and not self.opt.dry_run:
                 self.store.batch_write("meta", deletes=list(keys))
             keys.clear()
+            self._tick(f"{jid}: deleting")
 
         for it in self.store.query("meta", jid, start=prefix, stop=stop):
             keys.append((jid, it["name"]))

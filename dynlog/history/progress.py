@@ -33,7 +33,7 @@ class Progress:
     def advance(self, n: int = 1, note: str = "") -> None:
         self.done += n
         if note:
-            self.note = note
+            self.note = note  # (advance(0, note) just refreshes the note during a long step)
         self._draw()
 
     def _draw(self, force: bool = False) -> None:
@@ -52,7 +52,7 @@ class Progress:
         else:
             text = f"{self.label} {self.done} ({elapsed:.0f}s)"
         if self.note:
-            text += f"  {self.note[:40]}"
+            text += f"  {self.note[:60]}"
         pad = max(0, self._width - len(text))
         self._width = len(text)
         self.stream.write("\r" + text + " " * pad)

@@ -107,6 +107,7 @@ class Replayer:
         self.where: dict[int, set[tuple[int, str]]] = {}  # ino -> {(dir ino, name)}
         self._recent_moves: dict[tuple[int, int], bool] = {}  # (ino, ts) of a shown cross-dir rename
         self._lines: list[Line] = []
+        self.horizon: int | None = None  # events before this time were (partly) compacted away
 
     # -- paths ---------------------------------------------------------------------------------------
     def path_of(self, ino: int, depth: int = 0) -> str:
@@ -146,6 +147,8 @@ class Replayer:
             for name, why in data.bad_records:
                 self.warn(f"{jid}/{name}: unreadable record ({why})")
             view = self._earliest(data)
+            if view.head:
+                self.horizon = max(self.horizon or 0, view.head_ts)
             self.views[jid] = view
             out.append((data, view))
             if jid.startswith("d/"):

@@ -308,3 +308,14 @@ def test_open_unlinked_file_keeps_its_blocks_while_its_session_lives(fs, new_fs,
     rep = compact(store, CompactOptions(retain=0, grace=0, settle=0))
     assert rep.blocks_collected == 1 and rep.sessions_expired == 1
     assert list(store.scan_partitions("blocks")) == []
+
+
+def test_progress_line_and_json_summary(fs, cli):
+    import json
+
+    run_script(fs)
+    rc, out, err = cli("compact", "--retain", "0", "--settle", "0", "--progress", "--json")
+    assert rc == 0
+    assert "compact: reading journals [" in err and err.endswith("\r")
+    summary = json.loads(out)
+    assert summary["records_deleted"] > 0 and summary["snapshots_written"] >= 3 and summary["problems"] == []
