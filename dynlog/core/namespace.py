@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import stat
+import time
 from dataclasses import dataclass, replace
 from typing import Any, Callable
 
@@ -21,6 +22,7 @@ from ..materialize.cache import ViewCache
 from ..materialize.draft import Draft
 from ..materialize.view import View
 from ..store.base import ABSENT, Cond, Put, Store
+from ..store.retry import backoff_delay
 from .allocator import InodeAllocator
 from .attrs import Caller, check_name, components, split_path
 from .superblock import Superblock
@@ -28,6 +30,7 @@ from .superblock import Superblock
 RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 RENAME_SENTINEL = "rename"
+RENAME_ATTEMPTS = 30  # a directory move re-resolves after any conflict: bounded, with backoff
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,9 @@ class Namespace:
         src = self.resolve(old)
         if src.entry.is_dir and (new + "/").startswith(old.rstrip("/") + "/") and new != old:
             raise FsError(errno.EINVAL, "cannot move a directory into itself")
-        for attempt in range(3):
+        for attempt in range(RENAME_ATTEMPTS):
+            if attempt:
+                time.sleep(backoff_delay(attempt - 1, base=0.005, cap=0.5))
             fresh = attempt > 0 or None
             dnode = self.resolve_dir(dp, 0.0 if fresh else None)
             if snode.ino == dnode.ino:
@@ -410,16 +415,28 @@ class Namespace:
         ino = node.ino
 
         def build(tx: Tx) -> Inode:
-            d = tx.draft(jid)
-            cur = self._current(d, name, ino, node)
+            d, at = self._where(tx, jid, name, ino)
+            cur = self._current(d, at, ino, node)
             changes = dict(attrs)
             if check is not None:
                 changes.update(check(cur))
             changes.setdefault("ctime", tx.ts)
-            d.emit(SetAttr(name, changes, blocks, self.sb.block_size if (blocks or "size" in changes) else 0))
-            return self._current(d, name, ino, node)
+            d.emit(SetAttr(at, changes, blocks, self.sb.block_size if (blocks or "size" in changes) else 0))
+            return self._current(d, at, ino, node)
 
         return self._commit([jid], build, op, caller)
+
+    @staticmethod
+    def _where(tx: Tx, jid: str, name: str, ino: int) -> tuple[Draft, str]:
+        """The draft and name where the attributes of ``ino`` change now: its entry in the
+        directory, or, if the entry has meanwhile become a reference (another client linked the
+        file), the inode's own journal (the first time, NeedJournal brings it into the commit)."""
+        d = tx.draft(jid)
+        if name:
+            ent = d.entries.get(name)
+            if ent is not None and ent.ino == ino and ent.linked:
+                return tx.draft(schema.inode_journal(ino)), ""
+        return d, name
 
     def _current(self, d: Draft, name: str, ino: int, node: Node) -> Inode:
         if name == "":
@@ -441,8 +458,8 @@ class Namespace:
         ino = node.ino
 
         def build(tx: Tx) -> None:
-            d = tx.draft(jid)
-            cur = self._current(d, name, ino, node)
+            d, at = self._where(tx, jid, name, ino)
+            cur = self._current(d, at, ino, node)
             exists = cur.xattr(key) is not None
             if value is None and not exists:
                 raise FsError(errno.ENODATA, key)
@@ -450,7 +467,7 @@ class Namespace:
                 raise FsError(errno.EEXIST, key)
             if mode == 2 and not exists:
                 raise FsError(errno.ENODATA, key)
-            d.emit(SetXattr(name, key, value, tx.ts))
+            d.emit(SetXattr(at, key, value, tx.ts))
 
         self._commit([jid], build, "setxattr" if value is not None else "removexattr", caller)
 

@@ -408,6 +408,33 @@ def test_link_seen_by_a_client_whose_inode_view_is_older(fs: FileSystem, new_cli
     assert read_all(other, "/g") == b"x"
 
 
+def test_attribute_changes_through_a_name_linked_elsewhere(fs: FileSystem, new_client) -> None:
+    """This client still sees /f as a plain entry; another client has linked it, so its
+    attributes now live in the inode's own journal. Changes made here must land there."""
+    mkfile(fs, "/f", b"0123456789")
+    fh = fs.open("/f", RW, ROOT)
+    fs.write(fh, b"AB", 0)  # pending in the write-back buffer
+    other = new_client()
+    other.link("/f", "/g", ROOT)
+    fs.chmod("/f", 0o600, ROOT)
+    fs.setxattr("/f", "user.a", b"1", 0, ROOT)
+    fs.utimens("/f", 5, 6, ROOT)
+    fs.release(fh)  # the flush commits the data to the inode's journal too
+    fs.chown("/f", 3, 4, ROOT)
+    fs.truncate("/f", 8, ROOT)
+    fresh = new_client()
+    for p in ("/f", "/g"):
+        st = fresh.getattr(p)
+        assert stat.S_IMODE(st["st_mode"]) == 0o600 and st["st_nlink"] == 2
+        assert (st["st_uid"], st["st_gid"], st["st_atime"], st["st_size"]) == (3, 4, 5, 8)
+        assert fresh.getxattr(p, "user.a") == b"1"
+        assert read_all(fresh, p) == b"AB234567"
+    root = fresh.journals.read_after(schema.dir_journal(schema.ROOT_INO), 0)
+    strict_replay(root)
+    ino = fresh.getattr("/f")["st_ino"]
+    assert fresh.ns.dir_view(schema.ROOT_INO).entries["f"].linked
+
+
 def test_racing_first_links_of_one_file(fs: FileSystem, new_client) -> None:
     """Two clients both see the file unlinked and both link it: one InodeInit wins, the other
     client's transaction conflicts on the inode journal, re-reads, and adds a link instead."""
