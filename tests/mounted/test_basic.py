@@ -329,6 +329,16 @@ def test_unlinked_open_file_stays_readable(mnt: Path) -> None:
     finally:
         os.close(fd)
     assert read(p) == b"new file, same name"
+    # replaced by a rename while open: the old content stays readable through the descriptor
+    write(mnt / "old", b"old content")
+    write(mnt / "new", b"new content")
+    fd = os.open(mnt / "old", os.O_RDONLY)
+    try:
+        os.rename(mnt / "new", mnt / "old")
+        assert os.pread(fd, 100, 0) == b"old content" and os.fstat(fd).st_nlink == 0
+        assert read(mnt / "old") == b"new content" and sorted(os.listdir(mnt)) == ["old", "tmp"]
+    finally:
+        os.close(fd)
     # a directory holding only an unlinked-but-open file can be removed
     os.mkdir(mnt / "gone")
     fd = os.open(mnt / "gone" / "f", os.O_CREAT | os.O_RDWR, 0o644)
