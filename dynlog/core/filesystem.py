@@ -256,18 +256,18 @@ class FileSystem:
             raise FsError(errno.EBADF, "no path and no handle")
         return self.ns.resolve(path)
 
-    def _file_node(self, f: OpenFile) -> Node | None:
+    def _file_node(self, f: OpenFile, max_age: float | None = None) -> Node | None:
         """Where an open file is named now (following renames seen in the parent's view)."""
         if f.unlinked:
             return None
         if f.parent is None:  # several names: the inode lives in its own journal, named by none
-            iview = self.ns.inode_view(f.ino)
+            iview = self.ns.inode_view(f.ino, max_age)
             with iview.lock:
                 subject = iview.subject
             if subject is None or subject.nlink < 1:
                 return None
             return Node(None, "", replace(subject, linked=True))
-        view = self.ns.dir_view(f.parent)
+        view = self.ns.dir_view(f.parent, max_age)
         with view.lock:
             ent = view.entries.get(f.name)
             if ent is None or ent.ino != f.ino:
@@ -277,7 +277,7 @@ class FileSystem:
                     if moved is None:
                         return None
                     f.parent, f.name = moved
-                    return self._file_node(f)
+                    return self._file_node(f, max_age)
                 f.name = name
                 ent = view.entries[name]
         return Node(f.parent, f.name, ent)
@@ -532,5 +532,18 @@ class FileSystem:
         if f.mtime is not None:
             attrs["mtime"] = f.mtime
             attrs["ctime"] = f.mtime
-        committed = self.ns.set_attrs(node, attrs, caller, "write", blocks=runs or None)
+        for attempt in range(4):
+            try:
+                committed = self.ns.set_attrs(node, attrs, caller, "write", blocks=runs or None)
+                break
+            except FsError as e:
+                if e.errno not in (errno.ENOENT, errno.ESTALE) or attempt == 3:
+                    raise
+                # Another client renamed or unlinked the name we knew: follow the inode in fresh
+                # views (by_ino, moved_out); with no name left, keep the data for our handles.
+                found = self._file_node(f, 0.0)
+                if found is None:
+                    self.data.local_commit(f, runs)
+                    return
+                node = found
         self.data.after_commit(f, committed, runs)

@@ -305,6 +305,52 @@ def test_threads_sharing_mounts(env: Env) -> None:
           f"outcomes {dict(env.outcomes)}")
 
 
+def test_group_commit_folds_concurrent_operations_on_one_directory(env: Env) -> None:
+    """Many threads of one mount on one directory while a commit is in flight: their operations
+    are folded into few records; each succeeds or fails on its own (a duplicate name is EEXIST
+    without failing the others), and each appears in the journal exactly once."""
+    base = env.new_base()
+    store = env.store_factory()
+    fs = FileSystem(store, session=f"gc{env.n}c0")
+    fs.allocator.prefetch()
+    walk(fs, base)
+    captured = instrument(fs)
+    inner_put = store.put
+
+    def slow_put(put: Any) -> None:  # keep each commit in flight long enough for others to queue
+        threading.Event().wait(0.03)
+        inner_put(put)
+
+    store.put = slow_put  # type: ignore[method-assign]
+    jobs = [("create", "", f"f{i}") for i in range(16)] + [("create", "", "dup")] * 4 + \
+           [("mkdir", "", f"d{i}") for i in range(4)] + [("unlink", "", "nope")] * 2 + [("chmod", "", "x", 0o600)]
+    results: list[int] = [0] * len(jobs)
+    barrier = threading.Barrier(len(jobs))
+
+    def go(i: int) -> None:
+        barrier.wait(timeout=60)
+        results[i] = apply_op(fs, base, jobs[i])
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    store.put = inner_put  # type: ignore[method-assign]
+    by = dict(zip(range(len(jobs)), results))
+    assert all(by[i] == 0 for i in range(16)), results
+    assert sorted(results[16:20]) == [0, errno.EEXIST, errno.EEXIST, errno.EEXIST]
+    assert results[20:24] == [0] * 4 and results[24:26] == [errno.ENOENT] * 2 and results[26] == 0
+    assert fs.committer.batched > 0, "no operation was folded into another's record"
+    jid = schema.dir_journal(fs.getattr(base)["st_ino"])
+    mine = [r for r in fs.journals.read_after(jid, 0) if r.session == fs.session]
+    assert len(mine) < 22, f"{len(mine)} records for 22 successful operations"
+    assert sum(len(r.events) for r in mine) == 22
+    states = {fs.session: client_state(fs, base)}
+    fs.close()
+    env.check(base, [fs.session], {fs.session: captured}, states, [results])
+
+
 # -- processes -----------------------------------------------------------------------------------------
 
 @pytest.fixture

@@ -679,6 +679,45 @@ def test_unlink_while_open_keeps_data_readable(fs: FileSystem, new_client) -> No
     assert read_all(other, "/f") == b"new"
 
 
+@pytest.mark.parametrize("what", ["rename_across", "rename_within", "replace_name", "unlink", "link"])
+def test_open_file_renamed_or_unlinked_by_another_client(fs: FileSystem, new_client, what: str) -> None:
+    """Writes buffered on an open file whose name another client changed meanwhile: the flush
+    at close follows the inode to its new name (or, with no name left, keeps the data for the
+    handle); it neither fails nor loses the data."""
+    fs.mkdir("/a", DIR, ROOT)
+    fs.mkdir("/b", DIR, ROOT)
+    mkfile(fs, "/a/f", b"old contents")
+    fh = fs.open("/a/f", RW, ROOT)
+    fs.write(fh, b"NEW", 0)
+    other = new_client()
+    where = {"rename_across": "/b/g", "rename_within": "/a/g", "replace_name": "/b/g", "unlink": None,
+             "link": "/a/f"}[what]
+    if what == "rename_across":
+        other.rename("/a/f", "/b/g", 0, ROOT)
+    elif what == "rename_within":
+        other.rename("/a/f", "/a/g", 0, ROOT)
+    elif what == "replace_name":
+        other.rename("/a/f", "/b/g", 0, ROOT)
+        mkfile(other, "/a/f", b"a different file")  # the old name now names another inode
+    elif what == "unlink":
+        other.unlink("/a/f", ROOT)
+    else:
+        other.link("/a/f", "/b/l", ROOT)
+    fs.write(fh, b"!", 12)
+    fs.release(fh)
+    fresh = new_client()
+    if where is not None:
+        assert read_all(fresh, where) == b"NEW contents!"
+    if what == "replace_name":
+        assert read_all(fresh, "/a/f") == b"a different file"
+    if what == "link":
+        assert read_all(fresh, "/b/l") == b"NEW contents!"
+    if what == "unlink":
+        assert names(fresh, "/a") == []
+    for jid in ("/a", "/b"):
+        strict_replay(fresh.journals.read_after(schema.dir_journal(fresh.getattr(jid)["st_ino"]), 0))
+
+
 def test_write_visible_to_other_client_at_open(fs: FileSystem, new_client) -> None:
     """Close-to-open: an open() after a close() elsewhere sees the closed contents."""
     mkfile(fs, "/f", b"v1")
