@@ -64,10 +64,12 @@ class ViewCache:
         """Cache the view of a journal this client knows to be empty (a directory it just
         created under a fresh inode number), so its first use costs no read."""
         with self._lock:
-            if jid not in self._views:
-                view = View(jid)
-                view.mark_validated()
-                self._views[jid] = view
+            if jid in self._views:
+                return
+            view = View(jid)
+            view.mark_validated()
+            self._views[jid] = view
+        self._evict()  # a seeded view counts against the budget like a loaded one
 
     def _load(self, jid: str) -> View:
         self.loads += 1

@@ -197,6 +197,8 @@ def test_eisdir(fs: FileSystem) -> None:
     ):
         with raises_errno(errno.EISDIR):
             call()
+    with raises_errno(errno.EISDIR):
+        fs.create("/d", FILE, os.O_WRONLY | os.O_CREAT, ROOT)  # O_CREAT on an existing directory
     fs.release(fs.open("/d", os.O_RDONLY, ROOT))  # reading a directory handle is fine
 
 
@@ -469,6 +471,38 @@ def test_directory_nlink_is_two_plus_subdirs(fs: FileSystem, new_client) -> None
     assert nlink(fs, "/d") == 3 and nlink(fs, "/") == 3
     other = new_client()
     assert nlink(other, "/") == 3 and nlink(other, "/d") == 3 and nlink(other, "/d/b3") == 2
+
+
+def test_parent_times_follow_namespace_changes(fs: FileSystem, new_client) -> None:
+    fs.mkdir("/d", DIR, ROOT)
+    fs.utimens("/d", 10, 10, ROOT)
+    steps = [lambda: mkfile(fs, "/d/f"), lambda: fs.mkdir("/d/s", DIR, ROOT),
+             lambda: fs.rename("/d/f", "/d/g", 0, ROOT), lambda: fs.link("/d/g", "/d/h", ROOT),
+             lambda: fs.unlink("/d/h", ROOT), lambda: fs.rmdir("/d/s", ROOT)]
+    for step in steps:
+        fs.utimens("/d", 10, 10, ROOT)
+        step()
+        st = fs.getattr("/d")
+        assert st["st_mtime"] > 10 and st["st_ctime"] > 10
+    assert new_client().getattr("/d")["st_mtime"] == fs.getattr("/d")["st_mtime"]
+
+
+def test_tiny_view_cache_evicts_and_stays_correct(fs: FileSystem, new_client) -> None:
+    """With a budget of a few entries the cache keeps evicting views; every operation must
+    still see (re-read) the right state."""
+    small = new_client(entry_budget=6)
+    small.allocator.prefetch()
+    for i in range(8):
+        small.mkdir(f"/d{i}", DIR, ROOT)
+        for j in range(3):
+            mkfile(small, f"/d{i}/f{j}", bytes([i, j]))
+    for i in range(0, 8, 2):
+        small.rename(f"/d{i}/f0", f"/d{i + 1}/moved", 0, ROOT)
+        small.link(f"/d{i}/f1", f"/d{(i + 5) % 8}/l{i}", ROOT)
+        small.unlink(f"/d{i}/f2", ROOT)
+    assert len(small.cache) <= 3
+    assert walk(small) == walk(new_client())
+    assert read_all(small, "/d5/l0") == bytes([0, 1])
 
 
 # == rmdir ==================================================================================================
