@@ -1,0 +1,113 @@
+"""Three mounts (three ``dynlog mount`` processes) of one file system: a create, a rename, a
+delete and a write+close on mount A show in B's and C's listings, stats and reads.
+
+The delay is measured from the moment A's system call returns to the moment B's (or C's)
+listing or stat shows the change, polling every 5 ms. The numbers are printed (``-s``); the
+assertions are only generous correctness bounds (BOUND, 10 s), never timing targets.
+benchmarks/propagation.py measures the same over more changes and docs/SCALING.md records it.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from .conftest import BOUND, POLL, daemon_errors
+
+ROUNDS = 4
+
+
+def observe(roots: list[Path], check: Callable[[Path], bool]) -> list[float]:
+    """Poll ``check(root)`` on every root in parallel (one thread each, every 5 ms) from now;
+    the seconds until each held."""
+    start = time.monotonic()
+    took: list[float | None] = [None] * len(roots)
+
+    def watch(i: int) -> None:
+        while time.monotonic() - start < BOUND:
+            try:
+                if check(roots[i]):
+                    took[i] = time.monotonic() - start
+                    return
+            except OSError:
+                pass
+            time.sleep(POLL)
+
+    threads = [threading.Thread(target=watch, args=(i,)) for i in range(len(roots))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(BOUND + 5)
+    missing = [str(r) for r, t in zip(roots, took) if t is None]
+    assert not missing, f"change not visible within {BOUND} s on {missing}"
+    return [t for t in took if t is not None]
+
+
+def content(tag: str, n: int) -> bytes:
+    return (tag.encode() * (n // len(tag) + 1))[:n]
+
+
+def test_changes_on_one_mount_show_on_the_others(fs_source, mount_all) -> None:
+    mounts = mount_all(fs_source, 3)
+    a, b, c = (Path(m.path) for m in mounts)
+    others = [b, c]
+    os.mkdir(a / "p")
+    observe(others, lambda r: "p" in os.listdir(r))
+    for r in others:
+        assert os.listdir(r / "p") == []  # the observers have the directory's view cached now
+    delays: dict[str, list[float]] = {"create": [], "rename": [], "write": [], "delete": []}
+
+    for i in range(ROUNDS):
+        name, renamed = f"f{i}", f"g{i}"
+        first = content(f"create {i} ", 1000 + i)
+
+        # create (create + write + close): the name shows in listings, the bytes in reads
+        with open(a / "p" / name, "wb") as f:
+            f.write(first)
+        delays["create"] += observe(others, lambda r: name in os.listdir(r / "p"))
+        for r in others:
+            assert (r / "p" / name).read_bytes() == first
+            assert os.stat(r / "p" / name).st_size == len(first)  # the kernel caches this size
+
+        # rename: the old name goes and the new one comes in one step
+        os.rename(a / "p" / name, a / "p" / renamed)
+        delays["rename"] += observe(others, lambda r: (lambda ls: renamed in ls and name not in ls)(os.listdir(r / "p")))
+        for r in others:
+            assert (r / "p" / renamed).read_bytes() == first
+
+        # write + close of an existing file: the size the observers' kernels cached follows,
+        # and a read after it sees the new bytes
+        os.stat(b / "p" / renamed), os.stat(c / "p" / renamed)
+        second = content(f"rewrite {i} ", 5000 + 7 * i)
+        with open(a / "p" / renamed, "r+b") as f:
+            f.write(second)
+        delays["write"] += observe(others, lambda r: os.stat(r / "p" / renamed).st_size == len(second))
+        for r in others:
+            assert (r / "p" / renamed).read_bytes() == second
+
+        # delete: gone from listings, and from lookups
+        os.unlink(a / "p" / renamed)
+        delays["delete"] += observe(others, lambda r: renamed not in os.listdir(r / "p"))
+        for r in others:
+            assert not os.path.exists(r / "p" / renamed)
+
+    # and back: a change on B shows on A and C
+    with open(b / "p" / "from-b", "wb") as f:
+        f.write(b"written on B")
+    delays["create"] += observe([a, c], lambda r: "from-b" in os.listdir(r / "p"))
+    for r in (a, c):
+        assert (r / "p" / "from-b").read_bytes() == b"written on B"
+    for r in (a, b, c):
+        assert sorted(os.listdir(r / "p")) == ["from-b"]
+
+    print(f"\npropagation on {fs_source.backend} (ms, {POLL * 1000:.0f} ms polling; median / max over "
+          f"{ROUNDS} changes x 2 observers):")
+    for kind, ds in delays.items():
+        ms = sorted(d * 1000 for d in ds)
+        print(f"  {kind:7s} n={len(ms):2d} median {statistics.median(ms):7.1f}  max {ms[-1]:7.1f}")
+    for m in mounts:
+        assert daemon_errors(m) == [], m.log_text()[-3000:]
