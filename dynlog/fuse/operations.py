@@ -332,8 +332,8 @@ class DynlogOperations(Operations):
         self.fs.link(source, target, caller())
         st = self.fs.getattr(source)
         self._remember(source, st)  # now known as a file with several names
-        self._sync_links(target)
-        invalidate_path(source)  # its link count changed
+        self._sync_links(source)  # its link count and ctime changed under every other name too
+        invalidate_path(source)
         return 0
 
     @overrides(Operations)
