@@ -24,8 +24,23 @@ from ..store.metrics import operation
 
 log = structlog.get_logger(__name__)
 
-HEARTBEAT_INTERVAL = 5.0
-LEASE = 30.0  # a session whose heartbeat is older than this is dead
+
+def _seconds_from_env(var: str, default: float) -> float:
+    """A positive number of seconds from the environment (for tests that cannot wait 30 s)."""
+    raw = os.environ.get(var, "")
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        log.warning("sessions.bad_env", var=var, value=raw)
+        return default
+    return value if value > 0 else default
+
+
+# DYNLOG_SESSION_LEASE / DYNLOG_HEARTBEAT_INTERVAL shorten both for tests (docs/OPERATIONS.md).
+# Every mount of one file system must use the same lease, or one may think another dead; the
+# heartbeat defaults to a sixth of the lease (5 s of 30 s), so a short lease alone is enough.
+LEASE = _seconds_from_env("DYNLOG_SESSION_LEASE", 30.0)  # a session whose heartbeat is older than this is dead
+HEARTBEAT_INTERVAL = _seconds_from_env("DYNLOG_HEARTBEAT_INTERVAL", min(5.0, LEASE / 6))
 MAX_OPEN_BYTES = 300 * 1024
 
 

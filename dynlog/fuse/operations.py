@@ -542,6 +542,15 @@ class DynlogOperations(Operations):
         self._set_lock(fh, owner, type_, 0, EOF_, not op & fcntl.LOCK_NB, "f")
         return 0
 
+    def release_flock(self, fh: int, owner: int) -> None:
+        """The last close of an open file description that took a flock lock: the kernel's
+        release carries FUSE_RELEASE_FLOCK_UNLOCK and the description's lock owner, and the lock
+        goes with it (flock(2)). libfuse's high-level API leaves this to the file system."""
+        try:
+            self.fs.release_locks(fh, owner, "f", caller())
+        except Exception as e:  # noqa: BLE001 - the release itself must go on; the lease is the floor
+            log.warning("fuse.flock_release_failed", fh=fh, error=str(e))
+
     def _set_lock(self, fh: int, owner: int, type_: str, start: int, end: int, wait: bool, kind: str) -> None:
         who = caller()
         if self.fs.setlk(fh, owner, type_, start, end, who.pid, wait, kind, who):
@@ -635,3 +644,9 @@ class DynlogFUSE(mfusepy.FUSE):
     def flock(self, path: bytes | None, fip: Any, op: int) -> int:
         fi = fip.contents
         return self.operations.flock(self._dec(path), fi.fh, op, fi.lock_owner)
+
+    def release(self, path: bytes | None, fip: Any) -> int:
+        fi = fip.contents
+        if fi.flock_release:
+            self.operations.release_flock(fi.fh, fi.lock_owner)
+        return super().release(path, fip)
