@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import logging
 import os
 import subprocess
 import sys
@@ -171,6 +172,8 @@ def open_for_mount(source: str, endpoint_url: str | None) -> Store:
 
 # -- mount -----------------------------------------------------------------------------------------
 def cmd_mount(args: argparse.Namespace) -> int:
+    if args.verbose < 2:  # mfusepy logs every errno it returns, with a traceback, at debug level
+        logging.getLogger("fuse").setLevel(logging.INFO)  # mfusepy's logger
     opts = parse_options(args.options)
     endpoint = opts.endpoint_url or args.endpoint_url
     mountpoint = check_mountpoint(args.mountpoint)
