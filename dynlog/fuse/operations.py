@@ -1,11 +1,13 @@
 """FUSE callbacks: each one resolves the caller, calls FileSystem, and maps errors through one
 errno table. No store calls here: everything goes through dynlog.core.filesystem.FileSystem.
 
-Kernel caches (see docs/CONSISTENCY.md): entries and attributes are cached by the kernel for
-``ENTRY_TIMEOUT``/``ATTR_TIMEOUT`` seconds, negative lookups not at all. Page cache is dropped
-on every open (no ``keep_cache``), and when open() finds that a file changed since the kernel
-last saw its attributes, the kernel's attributes and pages for it are invalidated before open
-returns, so open() after another mount's close() sees the new size and bytes (close-to-open).
+Kernel caches (docs/OPERATIONS.md, "Kernel caches and the consistency model"): entries and
+attributes are cached by the kernel for ``ENTRY_TIMEOUT``/``ATTR_TIMEOUT`` seconds, negative
+lookups not at all. Page cache is dropped on every open (no ``keep_cache``), and when open()
+finds that a file changed since the kernel last saw its attributes, the kernel's attributes and
+pages for it are invalidated before open returns, so open() after another mount's close() sees
+the new size and bytes (close-to-open). Changes the change feed brings in are passed on to the
+kernel the same way (``on_invalidate``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import itertools
 import os
 import stat
 import threading
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Callable, TypeVar
 
 import structlog
 
