@@ -65,6 +65,11 @@ many_clients = st.lists(client_ops, min_size=CLIENTS, max_size=CLIENTS)
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), database=None, print_blob=True)
 
 
+def examples(env: "Env", local: int, dynamodb: int) -> int:
+    """More examples where they are cheap (SQLite), fewer on DynamoDB Local (~90 s per store)."""
+    return local if env.local else dynamodb
+
+
 def norm(x: Any) -> Any:
     return json.loads(json.dumps(x))
 
@@ -78,6 +83,7 @@ class Env:
         mkfs(store, uid=0, gid=0)
         self.store = store
         self.store_factory = store_factory
+        self.local = store.source.startswith("local:")
         self.seeder = FileSystem(store, session="seeder")
         self.n = 0
         self.examples = 0
@@ -218,7 +224,7 @@ def test_threads(env: Env) -> None:
     stores = [env.store_factory() for _ in range(CLIENTS)]
     old_interval = sys.getswitchinterval()
 
-    @settings(max_examples=15, **SETTINGS)
+    @settings(max_examples=examples(env, 40, 10), **SETTINGS)
     @given(many_clients)
     def run(workloads: list[list[tuple]]) -> None:
         base = env.new_base()
@@ -265,7 +271,7 @@ def test_threads_sharing_mounts(env: Env) -> None:
     old_interval = sys.getswitchinterval()
     batched = [0]
 
-    @settings(max_examples=12, **SETTINGS)
+    @settings(max_examples=examples(env, 30, 9), **SETTINGS)
     @given(st.lists(client_ops, min_size=6, max_size=6))
     def run(workloads: list[list[tuple]]) -> None:
         base = env.new_base()
@@ -377,7 +383,7 @@ def workers(request: pytest.FixtureRequest):
 
 
 def test_processes(env: Env, workers: list, backing: dict) -> None:
-    @settings(max_examples=10, **SETTINGS)
+    @settings(max_examples=examples(env, 25, 8), **SETTINGS)
     @given(many_clients)
     def run(workloads: list[list[tuple]]) -> None:
         base = env.new_base()
@@ -551,7 +557,7 @@ def engine_tree(fs: FileSystem, base: str) -> tuple[dict[str, tuple], list[set[s
 def test_single_client_matches_a_dict_model(env: Env) -> None:
     client_store = env.store_factory()
 
-    @settings(max_examples=20, **SETTINGS)
+    @settings(max_examples=examples(env, 60, 8), **SETTINGS)
     @given(st.lists(ops, min_size=5, max_size=40))
     def run(seq: list[tuple]) -> None:
         env.n += 1
@@ -560,8 +566,12 @@ def test_single_client_matches_a_dict_model(env: Env) -> None:
         fs = FileSystem(client_store, session=f"m{env.n}c0")
         captured = instrument(fs)
         model = Model()
-        for i, op in enumerate(seq):
+        got_all = []
+        seed = [("mkdir", "", "a"), ("mkdir", "", "b"), ("mkdir", "a", "b"), ("mkdir", "b", "c"),
+                ("create", "", "x"), ("create", "a", "x"), ("create", "b", "x")]
+        for i, op in enumerate(seed + seq):
             got, want = apply_op(fs, base, op), model.apply(op)
+            got_all.append(got)
             assert got == want, (f"op {i} {op}: dynlog {errno.errorcode.get(got, got)}, "
                                  f"model {errno.errorcode.get(want, want)}")
         assert engine_tree(fs, base) == model.tree(base)
@@ -570,9 +580,12 @@ def test_single_client_matches_a_dict_model(env: Env) -> None:
         other.close()
         fs.close()
         env.check(base, [f"m{env.n}c0"], {f"m{env.n}c0": captured}, {}, [])
+        env.outcomes.update(errno.errorcode.get(e, "OK") if e else "OK" for e in got_all)
 
     run()
     env.check_whole()
+    print(f"model: {env.examples} examples, outcomes {dict(env.outcomes)}")
+    assert env.outcomes["OK"] > 0
 
 
 # -- directory moves racing into cycles ---------------------------------------------------------------
@@ -633,7 +646,7 @@ def test_threads_racing_directory_moves(env: Env) -> None:
     stores = [env.store_factory() for _ in range(CLIENTS)]
     old_interval = sys.getswitchinterval()
 
-    @settings(max_examples=12, **SETTINGS)
+    @settings(max_examples=examples(env, 40, 8), **SETTINGS)
     @given(st.lists(dir_moves, min_size=CLIENTS, max_size=CLIENTS))
     def run(workloads: list[list[tuple]]) -> None:
         base = env.new_base()
