@@ -387,7 +387,7 @@ class FileSystem:
             if inode.is_dir and flags & os.O_ACCMODE != os.O_RDONLY:
                 raise FsError(errno.EISDIR, path)
             fh = self._open_node(node, inode, flags)
-            if flags & os.O_TRUNC and inode.is_reg and inode.size:
+            if flags & os.O_TRUNC and inode.is_reg:  # even when empty: POSIX marks mtime and ctime
                 self.truncate(None, 0, caller, fh)
             return fh
 

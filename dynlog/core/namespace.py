@@ -214,6 +214,8 @@ class Namespace:
     def rename(self, old: str, new: str, flags: int, caller: Caller) -> Inode:
         if flags & RENAME_EXCHANGE:
             raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
+        if flags & ~RENAME_NOREPLACE:  # RENAME_WHITEOUT or unknown: refuse rather than ignore
+            raise FsError(errno.EINVAL, f"rename flags {flags:#x} are not supported")
         sp, sname = split_path(old)
         dp, dname = split_path(new)
         if not sname or not dname:
