@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import json
 import multiprocessing
+import os
 import stat
 import sys
 import threading
@@ -58,6 +59,7 @@ ops = st.one_of(
     st.tuples(st.sampled_from(["create", "mkdir", "create", "mkdir", "unlink", "rmdir"]), parents, names),
     st.tuples(st.sampled_from(["rename", "rename", "link"]), parents, names, parents, names),
     st.tuples(st.just("chmod"), parents, names, st.sampled_from([0o600, 0o755, 0o700])),
+    st.tuples(st.just("write"), parents, names),
 )
 client_ops = st.lists(ops, min_size=4, max_size=14)
 many_clients = st.lists(client_ops, min_size=CLIENTS, max_size=CLIENTS)
@@ -104,7 +106,7 @@ class Env:
         return [f"{tag}{self.n}c{i}" for i in range(CLIENTS)]
 
     def check(self, base: str, sessions: list[str], captured: dict[str, list], states: dict[str, dict],
-              outcomes: list[list[int]]) -> None:
+              outcomes: list[list[int]], written: list[tuple[int, bytes]] = ()) -> None:
         self.examples += 1
         for out in outcomes:
             self.outcomes.update(errno.errorcode.get(e, "OK") if e else "OK" for e in out)
@@ -113,6 +115,7 @@ class Env:
         fresh = FileSystem(self.store_factory(), session="checker")
         try:
             self._check(fresh, base, sessions, captured, states)
+            self._check_data(fresh, base, written)
         finally:
             fresh.close()
             fresh.store.close()
@@ -190,6 +193,23 @@ class Env:
                 assert v.subject.nlink == names_of[v.subject.ino], (
                     f"{jid}: nlink {v.subject.nlink}, names {names_of[v.subject.ino]}")
 
+    @staticmethod
+    def _check_data(fresh: FileSystem, base: str, written: list[tuple[int, bytes]]) -> None:
+        """Every file reads back whole: empty, or exactly one payload written to that inode."""
+        payloads: dict[int, set[bytes]] = {}
+        for ino, p in written:
+            payloads.setdefault(ino, set()).add(p)
+        for path, t in walk(fresh, base).items():
+            if t[0] != stat.S_IFREG:
+                continue
+            fh = fresh.open(path, os.O_RDONLY, ROOT)
+            try:
+                data = fresh.read(fh, 1 << 16, 0)
+            finally:
+                fresh.release(fh)
+            assert len(data) == t[6], f"{path}: read {len(data)} bytes, size {t[6]}"
+            assert data == b"" or data in payloads.get(t[1], set()), f"{path}: unexpected contents {data!r}"
+
     def check_whole(self) -> None:
         """Every journal of the file system, and the whole tree from the root."""
         fresh = FileSystem(self.store_factory(), session="checker")
@@ -232,13 +252,14 @@ def test_threads(env: Env) -> None:
         clients = [FileSystem(s, session=sess) for s, sess in zip(stores, sessions)]
         captured = {sess: instrument(c) for c, sess in zip(clients, sessions)}
         outcomes: list[list[int]] = [[] for _ in clients]
+        written: list[tuple[int, bytes]] = []
         errors: list[BaseException] = []
         barrier = threading.Barrier(len(clients))
 
         def go(i: int) -> None:
             try:
                 barrier.wait(timeout=60)
-                outcomes[i] = run_client(clients[i], base, workloads[i])
+                outcomes[i] = run_client(clients[i], base, workloads[i], written)
             except BaseException as e:  # noqa: BLE001 - reported below
                 errors.append(e)
 
@@ -256,7 +277,7 @@ def test_threads(env: Env) -> None:
         states = {sess: client_state(c, base) for c, sess in zip(clients, sessions)}
         for c in clients:
             c.close()
-        env.check(base, sessions, captured, states, outcomes)
+        env.check(base, sessions, captured, states, outcomes, written)
 
     run()
     env.check_whole()
@@ -279,13 +300,14 @@ def test_threads_sharing_mounts(env: Env) -> None:
         mounts = [FileSystem(s, session=sess) for s, sess in zip(stores, sessions)]
         captured = {sess: instrument(m) for m, sess in zip(mounts, sessions)}
         outcomes: list[list[int]] = [[] for _ in workloads]
+        written: list[tuple[int, bytes]] = []
         errors: list[BaseException] = []
         barrier = threading.Barrier(len(workloads))
 
         def go(i: int) -> None:
             try:
                 barrier.wait(timeout=60)
-                outcomes[i] = run_client(mounts[i % 2], base, workloads[i])
+                outcomes[i] = run_client(mounts[i % 2], base, workloads[i], written)
             except BaseException as e:  # noqa: BLE001 - reported below
                 errors.append(e)
 
@@ -303,7 +325,7 @@ def test_threads_sharing_mounts(env: Env) -> None:
         states = {sess: client_state(m, base) for m, sess in zip(mounts, sessions)}
         for m in mounts:
             m.close()
-        env.check(base, sessions, captured, states, outcomes)
+        env.check(base, sessions, captured, states, outcomes, written)
 
     run()
     env.check_whole()
@@ -390,16 +412,17 @@ def test_processes(env: Env, workers: list, backing: dict) -> None:
         sessions = env.sessions("p")
         for conn, sess, ops_ in zip(workers, sessions, workloads):
             conn.send((backing, base, sess, ops_))
-        captured, states, outcomes = {}, {}, []
+        captured, states, outcomes, written = {}, {}, [], []
         for conn, sess in zip(workers, sessions):
             if not conn.poll(180):
                 raise AssertionError("a worker process did not answer")
             msg = conn.recv()
             assert msg[0] == "ok", msg[1]
-            _, out, cap, state = msg
+            _, out, cap, state, wrote = msg
             captured[sess], states[sess] = cap, state
             outcomes.append(out)
-        env.check(base, sessions, captured, states, outcomes)
+            written += wrote
+        env.check(base, sessions, captured, states, outcomes, written)
 
     run()
     env.check_whole()
@@ -418,6 +441,7 @@ class MDir:
 class MFile:
     def __init__(self, mode: int = 0o644) -> None:
         self.mode = mode
+        self.data = b""
 
 
 class ModelError(Exception):
@@ -487,6 +511,12 @@ class Model:
             raise ModelError(errno.ENOTEMPTY)
         del d.children[name]
 
+    def op_write(self, parent: str, name: str, payload: bytes = b"") -> None:
+        node = self.resolve(self.parts(parent) + [name])
+        if isinstance(node, MDir):
+            raise ModelError(errno.EISDIR)
+        node.data = payload
+
     def op_chmod(self, parent: str, name: str, mode: int) -> None:
         self.resolve(self.parts(parent) + [name]).mode = mode
 
@@ -540,18 +570,22 @@ class Model:
         visit(self.root, base)
         for key, paths in files.items():
             for p in paths:
-                out[p] = (stat.S_IFREG, objs[key].mode, len(paths))
+                out[p] = (stat.S_IFREG, objs[key].mode, len(paths), objs[key].data)
         return out, sorted((g for g in files.values()), key=sorted)
 
 
 def engine_tree(fs: FileSystem, base: str) -> tuple[dict[str, tuple], list[set[str]]]:
     t = walk(fs, base)
     groups: dict[int, set[str]] = {}
+    out = {}
     for p, v in t.items():
+        out[p] = (v[0], stat.S_IMODE(v[2]), v[3])
         if v[0] != stat.S_IFDIR:
             groups.setdefault(v[1], set()).add(p)
-    return ({p: (v[0], stat.S_IMODE(v[2]), v[3]) for p, v in t.items()},
-            sorted(groups.values(), key=sorted))
+            fh = fs.open(p, os.O_RDONLY, ROOT)
+            out[p] += (fs.read(fh, 1 << 16, 0),)
+            fs.release(fh)
+    return out, sorted(groups.values(), key=sorted)
 
 
 def test_single_client_matches_a_dict_model(env: Env) -> None:
@@ -569,8 +603,10 @@ def test_single_client_matches_a_dict_model(env: Env) -> None:
         got_all = []
         seed = [("mkdir", "", "a"), ("mkdir", "", "b"), ("mkdir", "a", "b"), ("mkdir", "b", "c"),
                 ("create", "", "x"), ("create", "a", "x"), ("create", "b", "x")]
+        written: list[tuple[int, bytes]] = []
         for i, op in enumerate(seed + seq):
-            got, want = apply_op(fs, base, op), model.apply(op)
+            got = apply_op(fs, base, op, written)
+            want = model.apply(op + (written[-1][1],) if op[0] == "write" and got == 0 else op)
             got_all.append(got)
             assert got == want, (f"op {i} {op}: dynlog {errno.errorcode.get(got, got)}, "
                                  f"model {errno.errorcode.get(want, want)}")
@@ -579,7 +615,7 @@ def test_single_client_matches_a_dict_model(env: Env) -> None:
         assert engine_tree(other, base) == model.tree(base)
         other.close()
         fs.close()
-        env.check(base, [f"m{env.n}c0"], {f"m{env.n}c0": captured}, {}, [])
+        env.check(base, [f"m{env.n}c0"], {f"m{env.n}c0": captured}, {}, [], written)
         env.outcomes.update(errno.errorcode.get(e, "OK") if e else "OK" for e in got_all)
 
     run()

@@ -10,6 +10,7 @@ so that clients collide:
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 import threading
@@ -30,10 +31,30 @@ def full(base: str, parent: str, name: str) -> str:
     return "/".join(p for p in (base, parent, name) if p)
 
 
-def apply_op(fs: FileSystem, base: str, op: Op) -> int:
-    """Run one op; 0 on success, else the errno it failed with."""
+_tokens = itertools.count(1)
+
+
+def token_for(fs: FileSystem) -> bytes:
+    """A fixed-width payload naming its writer, so a file's final bytes tell whose write won."""
+    return f"{fs.session}:{next(_tokens):06d}".encode().ljust(40, b"#")
+
+
+def apply_op(fs: FileSystem, base: str, op: Op, written: list[tuple[int, bytes]] | None = None) -> int:
+    """Run one op; 0 on success, else the errno it failed with. ``written`` collects
+    (inode, payload) of every write attempted (before its close: a failed close may still
+    have committed)."""
     kind = op[0]
     try:
+        if kind == "write":
+            fh = fs.open(full(base, op[1], op[2]), os.O_WRONLY | os.O_TRUNC, ROOT)
+            try:
+                payload = token_for(fs)
+                if written is not None:
+                    written.append((fs._handles[fh].ino, payload))
+                fs.write(fh, payload, 0)
+            finally:
+                fs.release(fh)
+            return 0
         if kind == "create":
             fs.release(fs.create(full(base, op[1], op[2]), 0o644, os.O_WRONLY | os.O_CREAT | os.O_EXCL, ROOT))
         elif kind == "mkdir":
@@ -89,8 +110,8 @@ def instrument(fs: FileSystem) -> list[list[tuple[str, str]]]:
     return captured
 
 
-def run_client(fs: FileSystem, base: str, ops: list[Op]) -> list[int]:
-    return [apply_op(fs, base, op) for op in ops]
+def run_client(fs: FileSystem, base: str, ops: list[Op], written: list[tuple[int, bytes]] | None = None) -> list[int]:
+    return [apply_op(fs, base, op, written) for op in ops]
 
 
 def client_state(fs: FileSystem, base: str, jids: list[str] | None = None) -> dict[str, Any]:
@@ -127,10 +148,11 @@ def worker_main(conn: Any, barrier: Any) -> None:
             fs = FileSystem(store, session=session)
             fs.allocator.prefetch()
             captured = instrument(fs)
+            written: list[tuple[int, bytes]] = []
             barrier.wait(timeout=120)
-            outcomes = run_client(fs, base, ops)
+            outcomes = run_client(fs, base, ops, written)
             barrier.wait(timeout=120)  # every client done before anyone looks
-            conn.send(("ok", outcomes, captured, client_state(fs, base)))
+            conn.send(("ok", outcomes, captured, client_state(fs, base), written))
         except BaseException:  # report, never hang the parent
             try:
                 barrier.abort()
