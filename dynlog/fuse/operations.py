@@ -20,6 +20,7 @@ import itertools
 import os
 import stat
 import threading
+import time
 from typing import Any, Callable, TypeVar
 
 import structlog
@@ -143,6 +144,9 @@ class DynlogOperations(Operations):
         self._fuse_ptr: int | None = None  # struct fuse *, for invalidations from other threads
         self._fh_ino: dict[int, int] = {}  # open file handle -> inode number
         self._hidden: dict[str, int] = {}  # libfuse's hidden path of a file unlinked while open -> ino
+        # Paths whose names the change feed reported changed by another mount while the kernel
+        # may still hold them as cached entries (path -> when): see getattr.
+        self._remote: dict[str, float] = {}
         # Inodes with several names. libfuse's high-level API gives the kernel one inode per
         # name, so a change made through one name must drop the kernel's cache of the others.
         self._links: dict[int, set[str]] = {}
@@ -193,9 +197,26 @@ class DynlogOperations(Operations):
         if fh is not None and fh < DIR_HANDLE_BASE or path is None:
             st = self.fs.getattr(path, fh)
         else:
-            st = self.fs.lookup(path)
+            try:
+                st = self.fs.lookup(path)
+            except FsError as e:
+                if e.errno == errno.ENOENT and self._stale_entry(path):
+                    raise FsError(errno.ESTALE, f"{path}: removed by another mount") from None
+                raise
         self._remember(path, st)
         return st
+
+    def _stale_entry(self, path: str) -> bool:
+        """Whether a name that is gone may still be a cached entry of the kernel, removed by
+        another mount: then the kernel's question is a GETATTR of that stale entry (libfuse's
+        LOOKUP asks the same getattr), and ENOENT would fail the caller's system call even when
+        it was open(O_CREAT), which must create the name: the kernel checks permissions with a
+        GETATTR before it would create, and does not treat ENOENT there as "entry gone".
+        ESTALE makes it walk the path again with LOOKUP_REVAL, whose LOOKUP then gets ENOENT
+        and drops the entry. Once per remote change, so a true LOOKUP pays one extra round."""
+        with self._lock:
+            when = self._remote.pop(path, None)
+        return when is not None and time.monotonic() - when < self.entry_timeout + 1.0
 
     def _handle_of(self, ino: int, path: str) -> int:
         with self._lock:
@@ -263,7 +284,13 @@ class DynlogOperations(Operations):
         base = seen[0]
         paths = [base]
         if kind == "d":
-            paths += [(base.rstrip("/") + "/" + n) for n in names if n]
+            children = [(base.rstrip("/") + "/" + n) for n in names if n]
+            paths += children
+            now = time.monotonic()
+            with self._lock:
+                if len(self._remote) >= SEEN_MAX:
+                    self._remote.clear()
+                self._remote.update((p, now) for p in children)
         for p in paths:
             invalidate_path(p, self._fuse_ptr)
 
@@ -451,7 +478,16 @@ class DynlogOperations(Operations):
     @overrides(Operations)
     @fuse_op
     def open(self, path: str, flags: int) -> int:
-        fh = self.fs.open(path, flags, caller())
+        try:
+            fh = self.fs.open(path, flags, caller())
+        except FsError as e:
+            if e.errno != errno.ENOENT:
+                raise
+            # The kernel still believed in this name (a cached entry, up to entry_timeout old)
+            # but another mount has removed it. ENOENT would be wrong for open(O_CREAT), which
+            # must then create the file (the kernel does not pass O_CREAT on): ESTALE makes the
+            # kernel walk the path again with LOOKUP_REVAL, asking us, and then create or fail.
+            raise FsError(errno.ESTALE, f"{path}: removed by another mount") from None
         if flags & os.O_APPEND:
             self._append.add(fh)
         try:
