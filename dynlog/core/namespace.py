@@ -465,9 +465,9 @@ class Namespace:
             exists = cur.xattr(key) is not None
             if value is None and not exists:
                 raise FsError(errno.ENODATA, key)
-            if mode == 1 and exists:
+            if mode & 1 and exists:  # XATTR_CREATE (with XATTR_REPLACE too, as ext4: always fails)
                 raise FsError(errno.EEXIST, key)
-            if mode == 2 and not exists:
+            if mode & 2 and not exists:  # XATTR_REPLACE
                 raise FsError(errno.ENODATA, key)
             d.emit(SetXattr(at, key, value, tx.ts))
 

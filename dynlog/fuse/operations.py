@@ -445,7 +445,10 @@ class DynlogOperations(Operations):
     @overrides(Operations)
     @fuse_op
     def listxattr(self, path: str) -> list[str]:
-        return self.fs.listxattr(path)
+        names = self.fs.listxattr(path)
+        if caller().uid != 0:  # as local file systems do: trusted.* is listed to the privileged only
+            names = [n for n in names if not n.startswith("trusted.")]
+        return names
 
     @overrides(Operations)
     @fuse_op

@@ -65,8 +65,10 @@ def utimensat(path: str | os.PathLike | None, atime: tuple[int, int] | None, mti
         ts = None
     else:
         ts = (_Timespec * 2)(_Timespec(*atime), _Timespec(*mtime))  # type: ignore[misc]
-    p = None if path is None else os.fsencode(path)
-    _check(_libc.utimensat(fd, p, ts, 0 if follow else AT_SYMLINK_NOFOLLOW), path)
+    if path is None:
+        _check(_libc.futimens(fd, ts), fd)
+        return
+    _check(_libc.utimensat(fd, os.fsencode(path), ts, 0 if follow else AT_SYMLINK_NOFOLLOW), path)
 
 
 def mknod(path: str | os.PathLike, mode: int, dev: int = 0) -> None:
