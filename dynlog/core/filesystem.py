@@ -14,7 +14,7 @@ import stat
 import threading
 import time
 from dataclasses import replace
-from typing import Iterator
+from typing import Callable, Iterator
 
 import structlog
 
@@ -282,11 +282,26 @@ class FileSystem:
                 ent = view.entries[name]
         return Node(f.parent, f.name, ent)
 
+    def _set_attrs(self, node: Node, fh: int | None, attrs: dict[str, int], caller: Caller, op: str,
+                   check: Callable[[Inode], dict[str, int]] | None = None) -> Inode:
+        """set_attrs on a resolved node; for an open handle whose name another client renamed
+        or replaced meanwhile, follow the inode in fresh views and apply it there."""
+        try:
+            return self.ns.set_attrs(node, attrs, caller, op, check=check)
+        except FsError as e:
+            f = self._handles.get(fh) if fh is not None else None
+            if f is None or e.errno not in (errno.ENOENT, errno.ESTALE):
+                raise
+            found = self._file_node(f, 0.0)
+            if found is None:
+                raise
+            return self.ns.set_attrs(found, attrs, caller, op, check=check)
+
     def chmod(self, path: str | None, mode: int, caller: Caller, fh: int | None = None) -> None:
         with operation("chmod"):
             node = self._target(path, fh)
-            self.ns.set_attrs(node, {}, caller, "chmod",
-                              check=lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)})
+            self._set_attrs(node, fh, {}, caller, "chmod",
+                            check=lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)})
 
     def chown(self, path: str | None, uid: int, gid: int, caller: Caller, fh: int | None = None) -> None:
         with operation("chown"):
@@ -306,7 +321,7 @@ class FileSystem:
                     out["mode"] = keep
                 return out
 
-            self.ns.set_attrs(node, changes, caller, "chown", check=kill_suid if caller.uid != 0 else None)
+            self._set_attrs(node, fh, changes, caller, "chown", check=kill_suid if caller.uid != 0 else None)
 
     def utimens(self, path: str | None, atime: int | str | None, mtime: int | str | None, caller: Caller,
                 fh: int | None = None) -> None:
@@ -322,7 +337,7 @@ class FileSystem:
             f = self._files.get(node.ino)
             if f is not None and "mtime" in changes:
                 self._flush_file(f, caller)  # pending writes must not overwrite the time set here
-            self.ns.set_attrs(node, changes, caller, "utimens")
+            self._set_attrs(node, fh, changes, caller, "utimens")
 
     def truncate(self, path: str | None, size: int, caller: Caller, fh: int | None = None) -> None:
         with operation("truncate"):

@@ -752,6 +752,25 @@ def test_open_file_renamed_or_unlinked_by_another_client(fs: FileSystem, new_cli
         strict_replay(fresh.journals.read_after(schema.dir_journal(fresh.getattr(jid)["st_ino"]), 0))
 
 
+def test_handle_operations_after_another_client_renamed_the_file(fs: FileSystem, new_client) -> None:
+    """fchmod, fchown, futimens, ftruncate on a handle: they act on the inode, wherever another
+    client has renamed it meanwhile."""
+    fs.mkdir("/a", DIR, ROOT)
+    fs.mkdir("/b", DIR, ROOT)
+    mkfile(fs, "/a/f", b"0123456789")
+    fh = fs.open("/a/f", RW, ROOT)
+    other = new_client()
+    other.rename("/a/f", "/b/g", 0, ROOT)
+    fs.chmod(None, 0o640, ROOT, fh)
+    fs.chown(None, 9, 9, ROOT, fh)
+    fs.utimens(None, 11, 12, ROOT, fh)
+    fs.truncate(None, 4, ROOT, fh)
+    fs.release(fh)
+    st = new_client().getattr("/b/g")
+    assert (stat.S_IMODE(st["st_mode"]), st["st_uid"], st["st_atime"], st["st_size"]) == (0o640, 9, 11, 4)
+    assert read_all(new_client(), "/b/g") == b"0123"
+
+
 def test_write_visible_to_other_client_at_open(fs: FileSystem, new_client) -> None:
     """Close-to-open: an open() after a close() elsewhere sees the closed contents."""
     mkfile(fs, "/f", b"v1")
