@@ -339,7 +339,6 @@ class Compactor:
             self._take_lease(now)
         try:
             plans = self._analyze_all(cutoff)
-            self._write_snapshots(plans)
             if not self.opt.dry_run and self.opt.settle > 0 and any(p.trims for p in plans):
                 time.sleep(self.opt.settle)
             self._trim(plans)
@@ -386,15 +385,20 @@ class Compactor:
 
     # -- phase 1: analyse, write snapshots ----------------------------------------------------------------
     def _analyze_all(self, cutoff: int) -> list[JournalPlan]:
+        """Read every journal, and write its snapshots right away (one journal's state in memory at
+        a time)."""
         jids = list(self.store.scan_partitions("meta", "d/")) + list(self.store.scan_partitions("meta", "i/"))
         self.report.journals = len(jids)
-        self.progress.stage("compact: reading journals", len(jids))
+        self.progress.stage("compact: reading journals, writing snapshots", len(jids))
         plans = []
         for jid in jids:
             plan = analyze(self.store, jid, cutoff, tick=lambda n, j=jid: self._tick(f"{j}: {n} records"))
             self.report.records_before += plan.records
             if plan.problem:
                 self.report.problems.append(f"{jid}: {plan.problem} (left alone; run dynlog fsck)")
+            else:
+                self._write_snapshots(plan)
+            plan.write.clear()
             plans.append(plan)
             self.progress.advance(note=jid)
             self._renew_lease()
@@ -404,21 +408,15 @@ class Compactor:
         self.progress.advance(0, note=note)
         self._renew_lease()
 
-    def _write_snapshots(self, plans: list[JournalPlan]) -> None:
-        todo = [p for p in plans if p.write and not p.problem]
-        self.progress.stage("compact: writing snapshots", sum(len(p.write) for p in todo))
-        for p in todo:
-            for seq in sorted(p.write):
-                state = p.write[seq]
-                size = len(zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6))
-                if not self.opt.dry_run:
-                    self.journals.write_snapshot(p.jid, state)
-                    p.complete.add(seq)
-                self.report.snapshots_written += 1
-                self.report.snapshot_bytes_written += size
-                self.progress.advance(note=p.jid)
-                self._renew_lease()
-            p.write.clear()
+    def _write_snapshots(self, p: JournalPlan) -> None:
+        for seq in sorted(p.write):
+            state = p.write[seq]
+            size = len(zlib.compress(json.dumps(state, separators=(",", ":")).encode(), 6))
+            if not self.opt.dry_run:
+                self.journals.write_snapshot(p.jid, state)
+                p.complete.add(seq)
+            self.report.snapshots_written += 1
+            self.report.snapshot_bytes_written += size
 
     # -- phase 2: trim ---------------------------------------------------------------------------------------
     def _trim(self, plans: list[JournalPlan]) -> None:

@@ -316,6 +316,6 @@ def test_progress_line_and_json_summary(fs, cli):
     run_script(fs)
     rc, out, err = cli("compact", "--retain", "0", "--settle", "0", "--progress", "--json")
     assert rc == 0
-    assert "compact: reading journals [" in err and err.endswith("\r")
+    assert "compact: reading journals, writing snapshots [" in err and err.endswith("\r")
     summary = json.loads(out)
     assert summary["records_deleted"] > 0 and summary["snapshots_written"] >= 3 and summary["problems"] == []
