@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..journal.inode import Inode
-from .walk import Entry, Journals, NotFound, Tree, type_name
+from .walk import Journals, NotFound, Tree, type_name
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,3 @@ def diff(journals: Journals, path: str, t1: int, t2: int) -> DiffResult:
     order = {"removed": 0, "renamed": 1, "added": 2, "modified": 3}
     out.sort(key=lambda c: (c.path, order[c.kind]))
     return DiffResult(out)
-
-
-def entry_line(e: Entry) -> str:
-    return e.path

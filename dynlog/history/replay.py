@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import heapq
 import json
-import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -431,7 +430,3 @@ def follow(replayer: Replayer, emit: Callable[[Line], None], *, stop: threading.
 
 def line_json(line: Line) -> str:
     return json.dumps(line.to_json(), ensure_ascii=True, sort_keys=False)
-
-
-def is_dir_mode(mode: int) -> bool:
-    return stat.S_ISDIR(mode)

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 from .. import schema
 from ..errors import DynlogError
-from ..journal.events import Create, Event, InodeInit, MoveIn, Orphaned, SetAttr
+from ..journal.events import Event
 from ..journal.inode import Inode, Run
 from ..journal.log import JournalStore
 from ..journal.record import Record
@@ -65,10 +65,6 @@ def fold_record(view: View, rec: Record, hook: EventHook | None = None) -> None:
     view.head_ts = rec.ts
 
 
-def copy_view(view: View) -> View:
-    return View.from_snapshot(view.to_snapshot())
-
-
 # -- block references ----------------------------------------------------------------------------
 
 BlockRef = str  # a block version: schema.block_id(ino, wid)
@@ -89,23 +85,6 @@ def view_block_refs(view: View) -> set[BlockRef]:
     for o in view.orphans.values():
         out |= runs_refs(o.ino, o.blocks)
     return out
-
-
-def event_block_refs(ev: Event, view: View, jid: str) -> set[BlockRef]:
-    """Block versions one event maps; ``view`` is the state just before the event."""
-    if isinstance(ev, (Create, MoveIn)):
-        return runs_refs(ev.inode.ino, ev.inode.blocks)
-    if isinstance(ev, InodeInit):
-        return runs_refs(ev.inode.ino, ev.inode.blocks)
-    if isinstance(ev, Orphaned):
-        return runs_refs(ev.ino, ev.blocks)
-    if isinstance(ev, SetAttr) and ev.blocks:
-        if ev.name == "":
-            return runs_refs(schema.journal_ino(jid), ev.blocks)
-        ent = view.entries.get(ev.name)
-        if ent is not None:
-            return runs_refs(ent.ino, ev.blocks)
-    return set()
 
 
 # -- one journal's stored contents ----------------------------------------------------------------
@@ -379,12 +358,6 @@ class Tree:
             seen.add(entry.ino)
             for child in self.children(entry):
                 yield from self.walk(child, seen)
-
-
-def type_char(mode: int) -> str:
-    fmt = stat.S_IFMT(mode)
-    return {stat.S_IFDIR: "d", stat.S_IFLNK: "l", stat.S_IFIFO: "p", stat.S_IFSOCK: "s", stat.S_IFCHR: "c",
-            stat.S_IFBLK: "b"}.get(fmt, "-")
 
 
 def type_name(mode: int) -> str:

@@ -14,7 +14,7 @@ from dynlog.core.attrs import ROOT
 from dynlog.history.compact import GC_PARTITION, HOUR, CompactOptions, compact
 from dynlog.history.fsck import fsck
 from dynlog.history.timeparse import format_time
-from dynlog.history.walk import Journals, Point, Tree
+from dynlog.history.walk import Journals, Tree
 from dynlog.store.base import Put
 
 from .conftest import read_file, tick, tree_of, write_file
