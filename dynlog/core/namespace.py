@@ -8,6 +8,7 @@ judged against) and emits events. See docs/ARCHITECTURE.md for the request count
 from __future__ import annotations
 
 import errno
+import functools
 import stat
 import time
 from dataclasses import dataclass, replace
@@ -47,6 +48,36 @@ class Node:
         return self.entry.ino
 
 
+class ParentRemoved(FsError):
+    """The directory an operation works in was removed (its journal is sealed). The path led
+    there through a cached view: the operation is retried once on paths resolved afresh."""
+
+    def __init__(self, detail: str = "directory was removed") -> None:
+        super().__init__(errno.ENOENT, detail)
+
+
+def _fresh_paths_on_removed(*path_args: int) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Retry a namespace operation once, after re-walking the parents of its path arguments
+    (positions ``path_args``) through fresh views, when its directory turned out removed."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def wrapper(self: "Namespace", *a: Any, **kw: Any) -> Any:
+            try:
+                return fn(self, *a, **kw)
+            except ParentRemoved:
+                for i in path_args:
+                    try:
+                        self.resolve(split_path(a[i])[0], 0.0)
+                    except FsError:
+                        pass
+                return fn(self, *a, **kw)
+
+        return wrapper
+
+    return deco
+
+
 class Namespace:
     def __init__(self, store: Store, sb: Superblock, cache: ViewCache, committer: Committer,
                  allocator: InodeAllocator, ttl: float = 1.0) -> None:
@@ -68,6 +99,16 @@ class Namespace:
         return self.cache.get(schema.inode_journal(ino), self.ttl if max_age is None else max_age)
 
     def resolve(self, path: str, max_age: float | None = None) -> Node:
+        try:
+            return self._resolve(path, max_age)
+        except ParentRemoved:
+            if max_age == 0.0:
+                raise
+            # A cached view led into a directory since removed (perhaps re-created under the
+            # same name by another client): walk the path again through fresh views.
+            return self._resolve(path, 0.0)
+
+    def _resolve(self, path: str, max_age: float | None) -> Node:
         node = self.root
         chain: list[int] = []
         for comp in components(path):
@@ -76,7 +117,7 @@ class Namespace:
             view = self.dir_view(node.ino, max_age)
             with view.lock:
                 if view.removed:
-                    raise FsError(errno.ENOENT, path)
+                    raise ParentRemoved(path)
                 ent = view.entries.get(comp)
             if ent is None:
                 if len(comp.encode("utf-8", "surrogateescape")) > 255:
@@ -121,7 +162,7 @@ class Namespace:
     def _parent_draft(tx: Tx, pino: int) -> Draft:
         d = tx.draft(schema.dir_journal(pino))
         if d.removed:
-            raise FsError(errno.ENOENT, "directory was removed")
+            raise ParentRemoved("directory was removed")
         return d
 
     def _commit(self, jids: list[str], build: Callable[[Tx], Any], op: str, caller: Caller) -> Any:
@@ -136,6 +177,7 @@ class Namespace:
         return Inode(ino=self.allocator.allocate(), mode=mode, uid=caller.uid, gid=gid, atime=ts, mtime=ts, ctime=ts, **kw)
 
     # -- creating ------------------------------------------------------------------------------------
+    @_fresh_paths_on_removed(0)
     def create_entry(self, path: str, mode: int, caller: Caller, op: str, **kw: Any) -> Inode:
         """mknod, mkdir, create, symlink: one conditional put in the parent's journal."""
         ppath, name = split_path(path)
@@ -161,6 +203,7 @@ class Namespace:
         return inode
 
     # -- removing ------------------------------------------------------------------------------------
+    @_fresh_paths_on_removed(0)
     def unlink(self, path: str, caller: Caller) -> Inode:
         ppath, name = split_path(path)
         pnode = self.resolve_dir(ppath)
@@ -184,6 +227,7 @@ class Namespace:
         assert i.subject is not None
         i.emit(SetAttr("", {"nlink": i.subject.nlink - 1, "ctime": tx.ts}))
 
+    @_fresh_paths_on_removed(0)
     def rmdir(self, path: str, caller: Caller) -> None:
         ppath, name = split_path(path)
         if not name:
@@ -211,6 +255,7 @@ class Namespace:
         self._commit([schema.dir_journal(pnode.ino), schema.dir_journal(node.ino)], build, "rmdir", caller)
 
     # -- rename ----------------------------------------------------------------------------------------
+    @_fresh_paths_on_removed(0, 1)
     def rename(self, old: str, new: str, flags: int, caller: Caller) -> Inode:
         if flags & RENAME_EXCHANGE:
             raise FsError(errno.EINVAL, "RENAME_EXCHANGE is not supported")
@@ -359,6 +404,7 @@ class Namespace:
             self._sentinel_read_at = _time.monotonic()
 
     # -- links ------------------------------------------------------------------------------------------
+    @_fresh_paths_on_removed(0, 1)
     def link(self, old: str, new: str, caller: Caller) -> Inode:
         sp, sname = split_path(old)
         dp, dname = split_path(new)

@@ -531,6 +531,30 @@ def test_rmdir_seals_the_directory_against_stale_clients(fs: FileSystem, new_cli
     assert names(stale, "/d") == []
 
 
+def test_directory_removed_and_recreated_by_another_client(fs: FileSystem, new_client) -> None:
+    """``rm -r d && mkdir d`` elsewhere: this client's cached path leads to the old, sealed
+    directory; its operations must land in the new one, not fail ENOENT until the TTL ends."""
+    fs.mkdir("/top", DIR, ROOT)
+    fs.mkdir("/top/d", DIR, ROOT)
+    mkfile(fs, "/top/d/f", b"old")
+    assert names(fs, "/top/d") == ["f"]
+    other = new_client()
+    other.unlink("/top/d/f", ROOT)
+    other.rmdir("/top/d", ROOT)
+    other.mkdir("/top/d", DIR, ROOT)
+    mkfile(other, "/top/d/f2", b"new")
+    mkfile(fs, "/top/d/x", b"x")
+    fs.mkdir("/top/d/y", DIR, ROOT)
+    fs.symlink("t", "/top/d/s", ROOT)
+    fs.rename("/top/d/x", "/top/d/x2", 0, ROOT)
+    fs.link("/top/d/x2", "/top/d/x3", ROOT)
+    assert read_all(fs, "/top/d/f2") == b"new"
+    fs.unlink("/top/d/f2", ROOT)
+    assert names(new_client(), "/top/d") == ["s", "x2", "x3", "y"]
+    with raises_errno(errno.ENOENT):
+        fs.getattr("/top/d/f")
+
+
 def test_rmdir_of_a_directory_another_client_just_filled(fs: FileSystem, new_client) -> None:
     fs.mkdir("/d", DIR, ROOT)
     assert names(fs, "/d") == []  # this client believes /d is empty
