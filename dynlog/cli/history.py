@@ -67,7 +67,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _out(text: str) -> None:
-    sys.stdout.write(text + "\n")
+    """One line on stdout; names that are not UTF-8 (surrogate-escaped) go out as their own bytes."""
+    try:
+        sys.stdout.write(text + "\n")
+    except UnicodeEncodeError:
+        raw = (text + "\n").encode("utf-8", "surrogateescape")
+        buf = getattr(sys.stdout, "buffer", None)
+        if buf is None:
+            sys.stdout.write(raw.decode("utf-8", "backslashreplace"))
+        else:
+            sys.stdout.flush()
+            buf.write(raw)
+            buf.flush()
 
 
 def _warn(msg: str) -> None:

@@ -11,6 +11,7 @@ from ..history.fsck import Fsck
 from ..history.progress import Progress
 from ..history.timeparse import parse_duration
 from .common import store_from_args
+from .history import _out
 
 
 def _duration(text: str) -> int:
@@ -64,9 +65,9 @@ def cmd_compact(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_json(), indent=1))
     else:
         head = "compact (dry run: nothing changed)" if args.dry_run else "compact"
-        print(f"{head}:")
+        _out(f"{head}:")
         for line in report.lines():
-            print(f"  {line}")
+            _out(f"  {line}")
     return 1 if report.problems else 0
 
 
@@ -87,6 +88,6 @@ def cmd_fsck(args: argparse.Namespace) -> int:
         }, indent=1))
     else:
         for line in report.lines():
-            print(line)
+            _out(line)
     sys.stdout.flush()
     return 0 if report.clean else 1

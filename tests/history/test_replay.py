@@ -149,3 +149,20 @@ def test_replay_warns_about_an_altered_record(fs, cli, store):
     rc, out, err = cli("replay")
     assert rc == 0
     assert "/evil" in out and "does not verify" in err
+
+
+def test_names_that_are_not_utf8(fs, store, capsysbinary):
+    """Such names are stored surrogate-escaped; text output gives back their own bytes."""
+    import os
+
+    from dynlog.cli.main import main
+
+    fs.mkdir("/" + os.fsdecode(b"caf\xe9"), 0o755, ROOT)
+    pre = ["--endpoint-url", store.endpoint_url] if getattr(store, "endpoint_url", None) else []
+    assert main(pre + ["replay", store.source]) == 0
+    out = capsysbinary.readouterr().out
+    assert b" mkdir " in out and out.rstrip().endswith(b"/caf\xe9  mode=0755")
+    assert main(pre + ["replay", store.source, "/", "--at", "now"]) == 0
+    assert capsysbinary.readouterr().out.rstrip().endswith(b" caf\xe9")
+    assert main(pre + ["replay", store.source, "--json"]) == 0
+    assert json.loads(capsysbinary.readouterr().out.splitlines()[0])["path"] == "/caf\udce9"
