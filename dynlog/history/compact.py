@@ -28,6 +28,8 @@ Journals are read one after another while clients keep renaming; a file moved be
 them during the run would be missed by both reads, so compact re-reads every journal's tail at
 the end and counts what the new records reference too.
 
+It also deletes the relay's expired bulletin notices (``nb/<k>`` items past their ``ttl``).
+
 Resumable: every step is idempotent and recomputed from what is stored, so an interrupted run
 is finished by the next one. One compact runs at a time (a lease item ``fs``/``compact``).
 """
@@ -55,6 +57,7 @@ from .timeparse import NS, format_duration, format_time
 from .walk import decode_snapshot, fold_record, runs_refs, view_block_refs
 
 GC_PARTITION = "gc"
+NOTICE_PREFIX = "nb/"  # the relay's bulletin partitions (dynlog/cluster/relay.py)
 LEASE_NAME = "compact"
 LEASE_NS = 10 * 60 * NS
 MINUTE = 60 * NS
@@ -150,6 +153,7 @@ class CompactReport:
     candidates_waiting: int = 0
     candidates_cleared: int = 0
     sessions_expired: int = 0
+    notices_expired: int = 0
     problems: list[str] = field(default_factory=list)
     requests: int = 0
     seconds: float = 0.0
@@ -169,7 +173,8 @@ class CompactReport:
                    f"({self.block_items_deleted} blocks, {_size(self.block_bytes_deleted)}); "
                    f"{self.candidates_new} newly unreferenced (collected after the grace period), "
                    f"{self.candidates_waiting} waiting, {self.candidates_cleared} referenced again")
-        out.append(f"sessions: {would}expire {self.sessions_expired}")
+        out.append(f"sessions: {would}expire {self.sessions_expired}; relay notices: {would}delete "
+                   f"{self.notices_expired} expired")
         saved = self.record_bytes_deleted + self.snapshot_bytes_deleted + self.block_bytes_deleted \
             - self.snapshot_bytes_written
         out.append(f"saved: {_size(max(0, saved))} net; {self.requests} requests in {self.seconds:.1f}s")
@@ -345,6 +350,7 @@ class Compactor:
             if self.opt.blocks:
                 self._collect_blocks(plans, now)
             self._expire_sessions(now)
+            self._expire_notices(now)
         finally:
             self.progress.close()
             if not self.opt.dry_run:
@@ -540,6 +546,19 @@ class Compactor:
                     self.store.delete(Delete("meta", (schema.SESSIONS, it["name"]), (Cond("lt", "hb", limit),)))
                 except JournalConflict:
                     self.report.sessions_expired -= 1  # it beat again meanwhile
+
+
+    # -- relay notices ------------------------------------------------------------------------------------------
+    def _expire_notices(self, now: int) -> None:
+        """The relay's bulletin items (``nb/<k>``) past their ``ttl`` (epoch seconds): DynamoDB's TTL
+        removes them eventually, the embedded store never does."""
+        now_s = now // NS
+        for part in self.store.scan_partitions("meta", NOTICE_PREFIX):
+            old = [(part, it["name"]) for it in self.store.query("meta", part)
+                   if isinstance(it.get("ttl"), (int, float)) and it["ttl"] < now_s]
+            self.report.notices_expired += len(old)
+            if old and not self.opt.dry_run:
+                self.store.batch_write("meta", deletes=old)
 
 
 def compact(store: Store, options: CompactOptions | None = None, progress: Progress | None = None) -> CompactReport:

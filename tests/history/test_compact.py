@@ -319,3 +319,12 @@ def test_progress_line_and_json_summary(fs, cli):
     assert "compact: reading journals, writing snapshots [" in err and err.endswith("\r")
     summary = json.loads(out)
     assert summary["records_deleted"] > 0 and summary["snapshots_written"] >= 3 and summary["problems"] == []
+
+
+def test_expired_relay_notices_are_deleted(fs, store):
+    now = time.time_ns()
+    store.put(Put("meta", {"path": "nb/0", "name": f"{now - 10**12:020d}-s-1", "ch": "[]", "ttl": now // 10**9 - 400}))
+    store.put(Put("meta", {"path": "nb/0", "name": f"{now:020d}-s-2", "ch": "[]", "ttl": now // 10**9 + 600}))
+    rep = compact(store, CompactOptions(settle=0, now=now))
+    assert rep.notices_expired == 1
+    assert [it["name"] for it in store.query("meta", "nb/0")] == [f"{now:020d}-s-2"]
