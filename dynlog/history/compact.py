@@ -12,6 +12,9 @@ The retention window: for every time T in [now - retain, now], the state at T st
 rebuildable (``replay --at``, ``restore``, ``diff``). Per journal, compact therefore keeps a
 snapshot at the *cut* (the state at now - retain), every record after the cut, and a snapshot
 at the head, so that a cold client lists a directory with one snapshot read and one short query.
+It never deletes a journal's newest record: a client whose cached view is behind then always
+finds a record after its head that does not follow it, and rebuilds from the snapshot, instead of
+reading "nothing new" and keeping a stale view.
 
 Blocks. A block version ``<ino>.<wid>`` is garbage when nothing retained references it: not a
 live file's block map, not a record or snapshot inside the retention window, not an orphan
@@ -130,7 +133,7 @@ class JournalPlan:
 
     @property
     def trims(self) -> bool:
-        return self.drop or (bool(self.cut) and (self.records_to_cut > 0 or any(s < self.cut for s in self.snapshots)))
+        return self.drop or (bool(self.cut) and (self.records_to_cut > 1 or any(s < self.cut for s in self.snapshots)))
 
 
 @dataclass
@@ -435,7 +438,12 @@ class Compactor:
                 self.report.journals_dropped += 1
             else:
                 assert p.cut is not None
-                self._delete_items(p.jid, "j/", schema.record_key(p.cut + 1), records=True)
+                # Never the newest record: a client whose cached view is behind must find a record
+                # after its head that does not follow it (a gap: it rebuilds from the snapshot). With
+                # no record left at all it would read "nothing new" and keep its stale view.
+                upto = min(p.cut, p.head - 1)
+                if upto > 0:
+                    self._delete_items(p.jid, "j/", schema.record_key(upto + 1), records=True)
                 if any(s < p.cut for s in p.snapshots):
                     self._delete_items(p.jid, "s/", schema.snapshot_key(p.cut, 0), records=False)
             self.progress.advance(note=p.jid)

@@ -157,21 +157,24 @@ class Replayer:
         return out
 
     def _earliest(self, data: JournalData) -> View:
-        if not data.records or data.records[0].seq == 1:
+        """The oldest state of the journal that can be built: seq 0 when its records start at 1,
+        else the oldest snapshot that the records after it continue from."""
+        recs = data.records
+        if recs and recs[0].seq == 1:
             return View(data.jid)
-        base = data.records[0].seq - 1
-        snap = data.snapshot(base)
-        if snap is not None:
-            return View.from_snapshot(snap)
-        # Records older than every snapshot we can use (an interrupted compact): start after them.
-        for seq in sorted(data.snapshot_parts, reverse=True):
+        for seq in sorted(data.snapshot_parts):
             snap = data.snapshot(seq)
-            if snap is not None and data.record(seq + 1) is not None:
+            if snap is None or (recs and seq < recs[0].seq - 1):
+                continue
+            after = next((r for r in recs if r.seq > seq), None)
+            if after is None or after.seq == seq + 1:
                 return View.from_snapshot(snap)
-        self.warn(f"{data.jid}: records before {data.records[0].seq} are gone and no snapshot covers them")
+        if not recs:
+            return View(data.jid)
+        self.warn(f"{data.jid}: records before {recs[0].seq} are gone and no snapshot covers them")
         v = View(data.jid)
-        v.head = base
-        v.head_hash = data.records[0].prev
+        v.head = recs[0].seq - 1
+        v.head_hash = recs[0].prev
         return v
 
     # -- the merged stream ----------------------------------------------------------------------------

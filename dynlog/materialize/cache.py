@@ -73,12 +73,21 @@ class ViewCache:
 
     def _load(self, jid: str) -> View:
         self.loads += 1
-        snap = self.journals.load_snapshot(jid)
-        view = View.from_snapshot(snap) if snap else View(jid)
-        for rec in self.journals.read_after(jid, view.head):
-            view.apply(rec)
-        view.mark_validated()
-        return view
+        for attempt in range(3):
+            snap = self.journals.load_snapshot(jid)
+            view = View.from_snapshot(snap) if snap else View(jid)
+            try:
+                for rec in self.journals.read_after(jid, view.head):
+                    view.apply(rec)
+            except SequenceGap:
+                # compact trimmed the records after the snapshot we read, between our two queries:
+                # a newer snapshot covers them now
+                if attempt == 2:
+                    raise
+                continue
+            view.mark_validated()
+            return view
+        raise AssertionError("unreachable")
 
     def refresh(self, view: View) -> list[Record]:
         """Fast-forward from the head: one query for the records after it. Returns the records
