@@ -166,3 +166,17 @@ def test_names_that_are_not_utf8(fs, store, capsysbinary):
     assert capsysbinary.readouterr().out.rstrip().endswith(b" caf\xe9")
     assert main(pre + ["replay", store.source, "--json"]) == 0
     assert json.loads(capsysbinary.readouterr().out.splitlines()[0])["path"] == "/caf\udce9"
+
+
+def test_replay_after_compaction_keeps_paths_and_notes_the_horizon(fs, cli):
+    from dynlog.history.compact import CompactOptions, compact
+
+    run_script(fs)
+    compact(fs.store, CompactOptions(retain=0, settle=0))
+    write_file(fs, "/docs/later.txt", b"x")
+    rc, out, err = cli("replay", "--json")
+    assert rc == 0
+    got = [(e["op"], e["path"]) for e in _events_json(out) if not e.get("internal")]
+    assert got[-2:] == [("create", "/docs/later.txt"), ("write", "/docs/later.txt")]
+    assert "history before" in err and "was compacted" in err
+    assert "gone" not in err.split("was compacted")[0]  # no warning about missing records
