@@ -49,7 +49,7 @@ FALLOC_FL_KEEP_SIZE = 1
 
 class FileSystem:
     def __init__(self, store: Store, *, session: str | None = None, ttl: float = 1.0,
-                 entry_budget: int = 2_000_000, block_cache_bytes: int = 128 * 1024 * 1024) -> None:
+                 entry_budget: int = 500_000, block_cache_bytes: int = 128 * 1024 * 1024) -> None:
         self.store = store
         self.session = session or secrets.token_hex(4)
         self.sb = load_superblock(store)
