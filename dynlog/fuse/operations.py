@@ -63,6 +63,12 @@ DIR_HANDLE_BASE = 1 << 62
 # How many inodes' last reported (path, size, mtime) are remembered (about 200 bytes each).
 SEEN_MAX = 200_000
 
+# libfuse counts a file as open until a moment after our release() returns (it decrements its
+# open count afterwards, on the release thread), so an unlink racing a close may still be turned
+# into a "hide" of a file we already closed. For this long after its last release, a hide of an
+# inode is still taken for one (a true unlink), never for a rename to a .fuse_hidden name.
+RELEASED_GRACE = 5.0
+
 # The one errno table: exception class -> errno (None: the exception carries its own errno).
 # Checked in order; the first class the exception is an instance of wins.
 ERRNO_TABLE: tuple[tuple[type[BaseException], int | None], ...] = (
@@ -144,6 +150,7 @@ class DynlogOperations(Operations):
         self._fuse_ptr: int | None = None  # struct fuse *, for invalidations from other threads
         self._fh_ino: dict[int, int] = {}  # open file handle -> inode number
         self._hidden: dict[str, int] = {}  # libfuse's hidden path of a file unlinked while open -> ino
+        self._released: dict[int, float] = {}  # ino -> time of its last release here (see RELEASED_GRACE)
         # Paths whose names the change feed reported changed by another mount while the kernel
         # may still hold them as cached entries (path -> when): see getattr.
         self._remote: dict[str, float] = {}
@@ -392,11 +399,16 @@ class DynlogOperations(Operations):
         return 0
 
     def _hide(self, old: str, hidden: str) -> int:
-        """libfuse hides ``old`` (open here) instead of unlinking it: unlink it for real."""
+        """libfuse hides ``old`` (open here) instead of unlinking it: unlink it for real. That
+        includes a file whose last release libfuse has not finished counting yet (an unlink
+        racing the close): renamed for real, the hidden name would stay in the directory, since
+        libfuse unlinks it only at a release still to come, and none is."""
         st = self.fs.getattr(old)
         with self._lock:
-            open_here = st["st_ino"] in self._fh_ino.values()
-        if not open_here or stat.S_ISDIR(st["st_mode"]):
+            ino = st["st_ino"]
+            open_here = ino in self._fh_ino.values()
+            closing = time.monotonic() - self._released.get(ino, float("-inf")) < RELEASED_GRACE
+        if not (open_here or closing) or stat.S_ISDIR(st["st_mode"]):
             self.fs.rename(old, hidden, 0, caller())  # someone really wants that name
             return 0
         self.fs.unlink(old, caller())
@@ -539,7 +551,11 @@ class DynlogOperations(Operations):
     def release(self, path: str | None, fh: int) -> int:
         self._append.discard(fh)
         with self._lock:
-            self._fh_ino.pop(fh, None)
+            ino = self._fh_ino.pop(fh, None)
+            if ino is not None:
+                if len(self._released) >= SEEN_MAX:
+                    self._released.clear()
+                self._released[ino] = time.monotonic()
         self.fs.release(fh, caller())
         return 0
 
