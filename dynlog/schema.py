@@ -8,6 +8,8 @@
     i/<ino>         j/..., s/...                journal of an inode with several names (hard links)
     sess            <session id>                mount sessions (heartbeat)
     lk/<ino>        <owner>/<kind>/<start>      byte-range and flock locks
+    gc              <blockId>                   compact: a block version first seen unreferenced at ``seen``
+    fs              compact                     compact: the lease of the one run at a time (owner, until)
 
 The blocks table: blockId = "<ino>.<write id>" (one id per flush: a block version),
 blockNum = block index in the file. Block items are immutable once written.

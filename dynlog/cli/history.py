@@ -171,7 +171,7 @@ def _replay_at(store: Any, args: argparse.Namespace) -> int:
         jid = schema.dir_journal(now.ino)
         ts = journals.seq_time(jid, point.seq) if point.seq else 0
         tree = Tree(journals, ts)
-        tree._views[jid] = journals.view_at(jid, point)
+        tree.pin(jid, journals.view_at(jid, point))
         head = f"{path} at {jid} seq {point.seq} ({format_time(ts, 9)})"
     else:
         tree = Tree(journals, point.ts)

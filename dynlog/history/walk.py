@@ -318,6 +318,10 @@ class Tree:
             v = self._views[jid] = self.journals.view_at(jid, self.point)
         return v
 
+    def pin(self, jid: str, view: View) -> None:
+        """Use ``view`` for journal ``jid`` (e.g. a directory at a sequence number of its own)."""
+        self._views[jid] = view
+
     def full(self, ent: Inode) -> Inode:
         """The entry's complete inode at this time."""
         if ent.is_dir:
