@@ -3,11 +3,14 @@
     path            name                        what
     fs              super                       superblock: format, block size, root inode
     fs              ino                         inode allocator: ADD hands each client a range
+    fs              rename                      rename sentinel: version bumped by each directory move across dirs
+    fs              relay                       lease of the stream relay (holder, exp)
     d/<ino>         j/<seq:016d>                directory journal: one record (list of events) an item
     d/<ino>         s/<seq:016d>/<part:04d>     directory snapshot at seq, split into parts
     i/<ino>         j/..., s/...                journal of an inode with several names (hard links)
-    sess            <session id>                mount sessions (heartbeat)
-    lk/<ino>        <owner>/<kind>/<start>      byte-range and flock locks
+    sess            <session id>                mount sessions (heartbeat, block versions of open files)
+    lk/<ino>        t                           lock table of one inode: POSIX ranges and flock (v, locks)
+    nb/<k>          <ts:020d>-<session>-<n>     relay bulletin: invalidation notices (ch, ttl)
     gc              <blockId>                   compact: a block version first seen unreferenced at ``seen``
     fs              compact                     compact: the lease of the one run at a time (owner, until)
 
