@@ -297,15 +297,36 @@ class FileSystem:
                 raise
             return self.ns.set_attrs(found, attrs, caller, op, check=check)
 
+    def _unlinked(self, fh: int | None) -> OpenFile | None:
+        """The open file behind ``fh`` when no name is left for it (unlinked while open)."""
+        f = self._handles.get(fh) if fh is not None else None
+        if f is None or self._file_node(f) is not None:
+            return None
+        return f
+
+    @staticmethod
+    def _set_local(f: OpenFile, changes: dict[str, int], check: Callable[[Inode], dict[str, int]] | None = None) -> None:
+        """chmod, chown, utimens of a file unlinked while open: no journal holds its inode any
+        more, so the change lives in the open file (fstat shows it) until the last close."""
+        with f.lock:
+            attrs = dict(changes)
+            if check is not None:
+                attrs.update(check(f.inode))
+            attrs.setdefault("ctime", time.time_ns())
+            f.inode = replace(f.inode, **attrs)
+
     def chmod(self, path: str | None, mode: int, caller: Caller, fh: int | None = None) -> None:
         with operation("chmod"):
+            gone = self._unlinked(fh)
+            if gone is not None:
+                self._set_local(gone, {}, lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)})
+                return
             node = self._target(path, fh)
             self._set_attrs(node, fh, {}, caller, "chmod",
                             check=lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)})
 
     def chown(self, path: str | None, uid: int, gid: int, caller: Caller, fh: int | None = None) -> None:
         with operation("chown"):
-            node = self._target(path, fh)
             changes = {}
             if uid != -1 and uid != 0xFFFFFFFF:
                 changes["uid"] = uid
@@ -321,19 +342,28 @@ class FileSystem:
                     out["mode"] = keep
                 return out
 
+            gone = self._unlinked(fh)
+            if gone is not None:
+                self._set_local(gone, changes, kill_suid if caller.uid != 0 else None)
+                return
+            node = self._target(path, fh)
             self._set_attrs(node, fh, changes, caller, "chown", check=kill_suid if caller.uid != 0 else None)
 
     def utimens(self, path: str | None, atime: int | str | None, mtime: int | str | None, caller: Caller,
                 fh: int | None = None) -> None:
         """Times in ns; UTIME_NOW ("now") or None (UTIME_OMIT) for either."""
         with operation("utimens"):
-            node = self._target(path, fh)
             now = time.time_ns()
             changes = {}
             if atime is not None:
                 changes["atime"] = now if atime == UTIME_NOW else int(atime)
             if mtime is not None:
                 changes["mtime"] = now if mtime == UTIME_NOW else int(mtime)
+            gone = self._unlinked(fh)
+            if gone is not None:
+                self._set_local(gone, changes)
+                return
+            node = self._target(path, fh)
             f = self._files.get(node.ino)
             if f is not None and "mtime" in changes:
                 self._flush_file(f, caller)  # pending writes must not overwrite the time set here

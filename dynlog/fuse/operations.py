@@ -159,6 +159,9 @@ class DynlogOperations(Operations):
         self._links: dict[int, set[str]] = {}
         self._link_ino: dict[str, int] = {}
         self._lock = threading.Lock()
+        # libfuse thread -> hidden path whose setattr it is completing (see _setattr). Keyed by
+        # thread id: a threading.local does not last from one callback of a libfuse thread to the next.
+        self._setattr_of: dict[int, str] = {}
         self._closed = False
         self.initialized = False  # libfuse called init: the file system was mounted
 
@@ -199,7 +202,12 @@ class DynlogOperations(Operations):
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, int]:
         if fh is None and path in self._hidden:
             st = self.fs.getattr(None, self._handle_of(self._hidden[path], path))
-            st["st_nlink"] += 1  # libfuse subtracts the hidden name's link it believes in
+            with self._lock:
+                in_setattr = self._setattr_of.get(threading.get_ident()) == path
+                if in_setattr:
+                    del self._setattr_of[threading.get_ident()]
+            if not in_setattr:  # (a setattr's reply: libfuse passes it on unchanged)
+                st["st_nlink"] += 1  # libfuse's getattr subtracts the hidden name's link it believes in
             return st
         if fh is not None and fh < DIR_HANDLE_BASE or path is None:
             st = self.fs.getattr(path, fh)
@@ -418,28 +426,38 @@ class DynlogOperations(Operations):
         return 0
 
     # -- attributes ----------------------------------------------------------------------------
-    @overrides(Operations)
-    @fuse_op
-    def chmod(self, path: str | None, mode: int, fh: int | None = None) -> int:
-        self.fs.chmod(path, mode, caller(), fh)
+    def _setattr(self, path: str | None, fh: int | None, call: Callable[[str | None, int | None], None]) -> int:
+        """Run ``call(path, fh)``, one of chmod, chown, utimens. fchmod, fchown and futimens of
+        a file unlinked while open reach us by libfuse's hidden path (the kernel sends no handle
+        for them): those are answered through the open handle."""
+        hidden = path if fh is None and path is not None and path in self._hidden else None
+        if hidden is not None:
+            path, fh = None, self._handle_of(self._hidden[hidden], hidden)
+        call(path, fh)
+        if hidden is not None:
+            # libfuse ends its setattr with a getattr of the hidden path, on this thread, whose
+            # st_nlink it does not adjust for the hidden name (its getattr does): see getattr
+            with self._lock:
+                self._setattr_of[threading.get_ident()] = hidden
         self._sync_links(path, fh)
         return 0
 
     @overrides(Operations)
     @fuse_op
+    def chmod(self, path: str | None, mode: int, fh: int | None = None) -> int:
+        return self._setattr(path, fh, lambda p, h: self.fs.chmod(p, mode, caller(), h))
+
+    @overrides(Operations)
+    @fuse_op
     def chown(self, path: str | None, uid: int, gid: int, fh: int | None = None) -> int:
-        self.fs.chown(path, uid, gid, caller(), fh)
-        self._sync_links(path, fh)
-        return 0
+        return self._setattr(path, fh, lambda p, h: self.fs.chown(p, uid, gid, caller(), h))
 
     @overrides(Operations)
     @fuse_op
     def utimens(self, path: str | None, times: tuple[Any, Any] | None = None, fh: int | None = None) -> int:
         """``times`` is (atime, mtime), each nanoseconds, UTIME_NOW ("now") or None (omit)."""
         atime, mtime = times if times is not None else (UTIME_NOW, UTIME_NOW)
-        self.fs.utimens(path, atime, mtime, caller(), fh)
-        self._sync_links(path, fh)
-        return 0
+        return self._setattr(path, fh, lambda p, h: self.fs.utimens(p, atime, mtime, caller(), h))
 
     @overrides(Operations)
     @fuse_op

@@ -60,15 +60,24 @@ def test_fchmod(mnt: Path) -> None:
     assert mode(p) == 0o4711 and times(p)[2] > c0
 
 
-def test_fchmod_unlinked_open_file(mnt: Path) -> None:
+def test_fchmod_fchown_futimens_unlinked_open_file(mnt: Path) -> None:
+    """An open file with no name left still takes attribute changes through its descriptor."""
     p = touch(mnt / "f", b"data")
     fd = os.open(p, os.O_RDWR)
     try:
         os.unlink(p)
+        c0 = os.fstat(fd).st_ctime_ns
+        tick()
         os.fchmod(fd, 0o600)
-        assert stat.S_IMODE(os.fstat(fd).st_mode) == 0o600
+        os.fchown(fd, 12, 34)
+        os.utime(fd, ns=(5, 6))
+        st = os.fstat(fd)
+        assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_nlink) == (0o600, 12, 34, 0)
+        assert (st.st_atime_ns, st.st_mtime_ns) == (5, 6) and st.st_ctime_ns > c0
+        assert os.pread(fd, 10, 0) == b"data"
     finally:
         os.close(fd)
+    assert os.listdir(mnt) == []
 
 
 def test_errnos(mnt: Path) -> None:
