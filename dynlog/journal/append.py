@@ -164,6 +164,14 @@ class Committer:
             v = views[r.jid]
             v.apply(r)
             v.mark_validated()
+            self._evicted_meanwhile(v)
+
+    def _evicted_meanwhile(self, view: View) -> None:
+        """If the view was evicted and reloaded while we committed to the old object, the
+        cached copy may lack our record: have it fast-forward before its next use."""
+        cached = self.cache.peek(view.jid)
+        if cached is not None and cached is not view and cached.head < view.head:
+            cached.stale = True
 
     # -- one journal, group commit ------------------------------------------------------------------
     def _group(self, jid: str) -> _Group:
@@ -258,6 +266,7 @@ class Committer:
                         else:
                             ok = True
                             view.apply(rec)
+                            self._evicted_meanwhile(view)
                             view.mark_validated()
                     else:
                         ok = True
