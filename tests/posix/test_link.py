@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from posix_util import (AT_SYMLINK_FOLLOW, linkat, NAME_255, NAME_256, NOBODY, NONDIR_KINDS, as_nobody, err, make, raises, read, tick,
-                        times, touch)
+from posix_util import (AT_SYMLINK_FOLLOW, NAME_255, NAME_256, NONDIR_KINDS, as_nobody, err, linkat, make, raises,
+                        read, tick, times, touch)
 
 
 @pytest.mark.parametrize("kind", NONDIR_KINDS)

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from posix_util import (KINDS, NAME_255, NAME_256, NOBODY, as_nobody, err, make, mode, raises, run_as, tick,
-                        times, touch)
+from posix_util import (KINDS, NAME_255, NAME_256, NOBODY, as_nobody, err, make, raises, run_as, tick, times,
+                        touch)
 
 
 @pytest.mark.parametrize("umask,asked,got", [(0o022, 0o755, 0o755), (0o022, 0o777, 0o755), (0o077, 0o777, 0o700),

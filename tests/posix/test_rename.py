@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from posix_util import (KINDS, NAME_255, NAME_256, NOBODY, OTHER, RENAME_EXCHANGE, RENAME_NOREPLACE,
+from posix_util import (KINDS, NAME_255, NAME_256, OTHER, RENAME_EXCHANGE, RENAME_NOREPLACE,
                         RENAME_WHITEOUT, as_nobody, err, make, raises, read, renameat2, run_as, tick, times,
                         touch)
 

@@ -57,8 +57,8 @@ def digest(con: sqlite3.Connection) -> str:
 def check(db: Path) -> tuple[str, int, str]:
     con = sqlite3.connect(db)
     try:
-        return (con.execute("PRAGMA integrity_check").fetchone()[0], con.execute("SELECT count(*) FROM t").fetchone()[0],
-                digest(con))
+        ok = con.execute("PRAGMA integrity_check").fetchone()[0]
+        return ok, con.execute("SELECT count(*) FROM t").fetchone()[0], digest(con)
     finally:
         con.close()
 

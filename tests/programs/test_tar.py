@@ -4,8 +4,6 @@ tarred back out."""
 
 from __future__ import annotations
 
-import os
-import stat
 from pathlib import Path
 
 import pytest
@@ -42,7 +40,8 @@ def test_tar_pipe_in_and_out(mnt: Path, source_tree: Path, tmp_path: Path) -> No
 
 def test_tar_archive_listing_and_verify(mnt: Path, source_tree: Path, tmp_path: Path) -> None:
     """An archive written onto the mount is read back by tar's own verification (--compare)
-    against the source, and lists the same members as one written locally."""
+    against the source, and lists the same members as one written locally (extraction into the
+    mount is test_tar_pipe_in_and_out's)."""
     local_tar = tmp_path / "local.tar"
     run("tar", "--format=posix", "--sort=name", "-C", source_tree / "lib", "-cf", local_tar, ".")
     mounted_tar = mnt / "lib.tar"
@@ -51,9 +50,3 @@ def test_tar_archive_listing_and_verify(mnt: Path, source_tree: Path, tmp_path: 
     run("tar", "-C", source_tree / "lib", "--compare", "-f", mounted_tar)  # exits 1 on any difference
     listing = run("tar", "-tvf", mounted_tar).stdout
     assert listing == run("tar", "-tvf", local_tar).stdout and b"json/decoder.py" in listing
-    # extract from the archive on the mount into the mount, then compare with the source
-    out = mnt / "extracted"
-    out.mkdir()
-    run("tar", "-C", out, "-xpf", mounted_tar)
-    assert compare(source_tree / "lib", out) == []
-    assert all(stat.S_ISDIR(os.lstat(out / p).st_mode) for p in ("json", "email/mime"))
