@@ -90,6 +90,10 @@ class View:
     def own_inode(self, base: Inode) -> Inode:
         """The directory's inode: its creation values (``base``) with its own changes applied."""
         out = replace(base, **{k: v for k, v in self.own.items() if k != "xattrs"}, nlink=2 + self.ndirs)
+        if base.ctime > out.ctime:
+            # a rename within the parent stamps the ctime on the entry there, in the parent's
+            # journal (one put, none to this one): the later stamp is the directory's ctime
+            out = replace(out, ctime=base.ctime)
         if "xattrs" in self.own:
             out = replace(out, xattrs=self.own["xattrs"])
         return out

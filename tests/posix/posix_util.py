@@ -33,6 +33,7 @@ OTHER = (65533, 65533)
 NAME_255 = "x" * 255
 NAME_256 = "x" * 256
 
+ATTR_TIMEOUT = 1.0  # the kernel's attribute cache timeout of a default mount (dynlog/fuse/operations.py)
 TICK = 0.02  # seconds between "before" and the operation, so ns timestamps must differ
 
 

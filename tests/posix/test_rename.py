@@ -7,12 +7,13 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 
-from posix_util import (KINDS, NAME_255, NAME_256, OTHER, RENAME_EXCHANGE, RENAME_NOREPLACE,
-                        RENAME_WHITEOUT, as_nobody, err, make, raises, read, renameat2, run_as, tick, times,
+from posix_util import (ATTR_TIMEOUT, KINDS, NAME_255, NAME_256, OTHER, RENAME_EXCHANGE, RENAME_NOREPLACE,
+                        RENAME_WHITEOUT, as_nobody, err, make, mode, raises, read, renameat2, run_as, tick, times,
                         touch)
 
 
@@ -33,6 +34,30 @@ def test_within_directory(mnt: Path, kind: str) -> None:
     assert pt1[1] > pt0[1] and pt1[2] > pt0[2], "rename updates the directory's mtime and ctime"
     assert os.stat(mnt).st_nlink == nlink0
     assert os.listdir(mnt) == ["b"]
+
+
+def test_ctime_of_renamed_directories_from_the_daemon(mnt: Path) -> None:
+    """A directory renamed within its parent gets a new ctime also when it already had changes
+    of its own (contents, chmod); checked once the kernel's cached attributes have expired, so
+    the values are the file system's, not the kernel's local update."""
+    os.mkdir(mnt / "with-contents")
+    touch(mnt / "with-contents" / "f")
+    os.mkdir(mnt / "chmodded")
+    os.chmod(mnt / "chmodded", 0o700)
+    os.mkdir(mnt / "sub")
+    os.mkdir(mnt / "across")
+    touch(mnt / "across" / "g")
+    before = {n: os.stat(mnt / n).st_ctime_ns for n in ("with-contents", "chmodded", "across")}
+    tick()
+    os.rename(mnt / "with-contents", mnt / "renamed-1")
+    os.rename(mnt / "chmodded", mnt / "renamed-2")
+    os.rename(mnt / "across", mnt / "sub" / "renamed-3")
+    time.sleep(ATTR_TIMEOUT + 0.2)
+    after = {n: os.stat(p).st_ctime_ns for n, p in (("with-contents", mnt / "renamed-1"),
+                                                       ("chmodded", mnt / "renamed-2"),
+                                                       ("across", mnt / "sub" / "renamed-3"))}
+    assert {n: after[n] > before[n] for n in before} == {n: True for n in before}
+    assert mode(mnt / "renamed-2") == 0o700 and os.listdir(mnt / "renamed-1") == ["f"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
