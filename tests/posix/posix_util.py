@@ -10,11 +10,12 @@ import os
 import pickle
 import select
 import stat
+import struct
 import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
@@ -162,10 +163,40 @@ def mode(path: str | os.PathLike) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
 
 
+class Statx(NamedTuple):
+    mode: int
+    nlink: int
+    uid: int
+    gid: int
+    ino: int
+    size: int
+    atime_ns: int
+    mtime_ns: int
+    ctime_ns: int
+
+
+AT_STATX_FORCE_SYNC = 0x2000
+STATX_BASIC_STATS = 0x7FF
+_STATX = struct.Struct("=IIQIIIHHQQQQ" + "qIi" * 4)  # up to the four timestamps of struct statx
+
+
+def xstat(path: str | os.PathLike, follow: bool = False) -> Statx:
+    """statx(2) with AT_STATX_FORCE_SYNC: the file system's attributes, asked of the daemon
+    whatever the kernel has cached (FUSE sends a GETATTR). The plain os.stat calls elsewhere
+    check what the kernel's cache shows; this checks what dynlog itself holds."""
+    buf = ctypes.create_string_buffer(256)
+    flags = AT_STATX_FORCE_SYNC | (0 if follow else AT_SYMLINK_NOFOLLOW)
+    _check(_libc.statx(AT_FDCWD, os.fsencode(path), flags, STATX_BASIC_STATS, buf), path)
+    f = _STATX.unpack_from(buf.raw)
+    # mask blksize attributes nlink uid gid mode spare ino size blocks attributes_mask a b c m
+    ts = [f[12 + 3 * i] * 10**9 + f[13 + 3 * i] for i in range(4)]  # atime, btime, ctime, mtime
+    return Statx(f[6], f[3], f[4], f[5], f[8], f[9], ts[0], ts[3], ts[2])
+
+
 def times(path: str | os.PathLike) -> tuple[int, int, int]:
-    """(atime, mtime, ctime) in ns, of the name itself (lstat)."""
-    st = os.lstat(path)
-    return st.st_atime_ns, st.st_mtime_ns, st.st_ctime_ns
+    """(atime, mtime, ctime) in ns, of the name itself, as the file system holds them (xstat)."""
+    st = xstat(path)
+    return st.atime_ns, st.mtime_ns, st.ctime_ns
 
 
 def tick() -> None:
