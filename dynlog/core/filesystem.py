@@ -398,28 +398,51 @@ class FileSystem:
             self._commit_file(tmp, node, caller)
 
     # -- xattrs -------------------------------------------------------------------------------------
-    def getxattr(self, path: str, key: str) -> bytes:
+    def getxattr(self, path: str | None, key: str, fh: int | None = None) -> bytes:
+        """``fh``: a handle, for a file unlinked while open (no path names it any more)."""
         with operation("getxattr"):
-            v = self.ns.attrs(self.ns.resolve(path)).xattr(key)
+            gone = self._unlinked(fh)
+            v = (gone.inode if gone is not None else self.ns.attrs(self.ns.resolve(str(path)))).xattr(key)
             if v is None:
                 raise FsError(errno.ENODATA, key)
             return v
 
-    def listxattr(self, path: str) -> list[str]:
+    def listxattr(self, path: str | None, fh: int | None = None) -> list[str]:
         with operation("listxattr"):
-            return [k for k, _ in self.ns.attrs(self.ns.resolve(path)).xattrs]
+            gone = self._unlinked(fh)
+            return [k for k, _ in (gone.inode if gone is not None else self.ns.attrs(self.ns.resolve(str(path)))).xattrs]
 
-    def setxattr(self, path: str, key: str, value: bytes, flags: int, caller: Caller) -> None:
+    def setxattr(self, path: str | None, key: str, value: bytes, flags: int, caller: Caller,
+                 fh: int | None = None) -> None:
         with operation("setxattr"):
             if len(key.encode("utf-8", "surrogateescape")) > 255:
                 raise FsError(errno.ERANGE, "xattr name too long")
             if len(value) > 64 * 1024:
                 raise FsError(errno.E2BIG, "xattr value too large")
-            self.ns.set_xattr(self.ns.resolve(path), key, value, flags & 3, caller)
+            gone = self._unlinked(fh)
+            if gone is not None:
+                self._set_xattr_local(gone, key, value, flags & 3)
+                return
+            self.ns.set_xattr(self.ns.resolve(str(path)), key, value, flags & 3, caller)
 
-    def removexattr(self, path: str, key: str, caller: Caller) -> None:
+    def removexattr(self, path: str | None, key: str, caller: Caller, fh: int | None = None) -> None:
         with operation("removexattr"):
-            self.ns.set_xattr(self.ns.resolve(path), key, None, 0, caller)
+            gone = self._unlinked(fh)
+            if gone is not None:
+                self._set_xattr_local(gone, key, None, 0)
+                return
+            self.ns.set_xattr(self.ns.resolve(str(path)), key, None, 0, caller)
+
+    @staticmethod
+    def _set_xattr_local(f: OpenFile, key: str, value: bytes | None, mode: int) -> None:
+        """An xattr change of a file unlinked while open: it lives in the open file (as _set_local)."""
+        with f.lock:
+            exists = f.inode.xattr(key) is not None
+            if (value is None or mode & XATTR_REPLACE) and not exists:
+                raise FsError(errno.ENODATA, key)
+            if mode & XATTR_CREATE and exists:
+                raise FsError(errno.EEXIST, key)
+            f.inode = replace(f.inode.with_xattr(key, value), ctime=time.time_ns())
 
     # -- files ----------------------------------------------------------------------------------------
     def open(self, path: str, flags: int, caller: Caller) -> int:

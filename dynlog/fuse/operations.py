@@ -470,12 +470,14 @@ class DynlogOperations(Operations):
     @overrides(Operations)
     @fuse_op
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
-        return self.fs.getxattr(path, name)
+        fh = self._hidden_handle(path)
+        return self.fs.getxattr(None if fh else path, name, fh)
 
     @overrides(Operations)
     @fuse_op
     def listxattr(self, path: str) -> list[str]:
-        names = self.fs.listxattr(path)
+        fh = self._hidden_handle(path)
+        names = self.fs.listxattr(None if fh else path, fh)
         if caller().uid != 0:  # as local file systems do: trusted.* is listed to the privileged only
             names = [n for n in names if not n.startswith("trusted.")]
         return names
@@ -485,16 +487,25 @@ class DynlogOperations(Operations):
     def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
         if not name.startswith(XATTR_NAMESPACES):
             raise FsError(errno.EOPNOTSUPP, f"xattr namespace of {name!r}")  # as local file systems do
-        self.fs.setxattr(path, name, value, options, caller())
+        fh = self._hidden_handle(path)
+        self.fs.setxattr(None if fh else path, name, value, options, caller(), fh)
         self._sync_links(path)
         return 0
 
     @overrides(Operations)
     @fuse_op
     def removexattr(self, path: str, name: str) -> int:
-        self.fs.removexattr(path, name, caller())
+        fh = self._hidden_handle(path)
+        self.fs.removexattr(None if fh else path, name, caller(), fh)
         self._sync_links(path)
         return 0
+
+    def _hidden_handle(self, path: str | None) -> int | None:
+        """The open handle of a file unlinked while open, when ``path`` is libfuse's hidden name
+        for it (fgetxattr and the like come by path)."""
+        if path is not None and path in self._hidden:
+            return self._handle_of(self._hidden[path], path)
+        return None
 
     # -- files ---------------------------------------------------------------------------------
     @overrides(Operations)

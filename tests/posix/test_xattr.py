@@ -208,3 +208,24 @@ def test_permissions(mnt: Path) -> None:
                                 "list unreadable": "0", "set on another's sticky dir": "EPERM"}
     assert os.getxattr(rw, "user.n") == b"x" and os.listxattr(ro) == ["user.k"]
     assert run_as(OTHER, lambda: os.getxattr(rw, "user.n")) == b"x" and NOBODY != OTHER
+
+
+def test_unlinked_open_file(mnt: Path) -> None:
+    """An open file with no name left keeps its xattrs, and takes new ones, through its descriptor."""
+    p = touch(mnt / "f", b"x")
+    os.setxattr(p, "user.before", b"1")
+    fd = os.open(p, os.O_RDWR)
+    try:
+        os.unlink(p)
+        assert os.getxattr(fd, "user.before") == b"1"
+        os.setxattr(fd, "user.after", b"2")
+        with raises(errno.EEXIST):
+            os.setxattr(fd, "user.after", b"3", os.XATTR_CREATE)
+        assert sorted(os.listxattr(fd)) == ["user.after", "user.before"]
+        os.removexattr(fd, "user.before")
+        with raises(errno.ENODATA):
+            os.getxattr(fd, "user.before")
+        assert os.listxattr(fd) == ["user.after"] and os.fstat(fd).st_nlink == 0
+    finally:
+        os.close(fd)
+    assert os.listdir(mnt) == []
