@@ -158,3 +158,58 @@ def test_read_updates_atime_relatime(mnt: Path) -> None:
     os.utime(p, ns=(10**18, 2 * 10**18))  # atime older than mtime: relatime updates it on the next read
     assert read(p) == b"abc"
     assert times(p)[0] > 2 * 10**18
+
+
+def test_mmap_shared_write_and_read(mnt: Path) -> None:
+    import mmap
+
+    p = touch(mnt / "f", bytes(3 * BS))
+    fd = os.open(p, os.O_RDWR)
+    try:
+        with mmap.mmap(fd, 3 * BS, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE) as m:
+            m[0:5] = b"hello"
+            m[BS + 10:BS + 15] = b"world"
+            m.flush()  # msync
+            assert os.pread(fd, 5, BS + 10) == b"world"
+    finally:
+        os.close(fd)
+    data = read(p)
+    assert data[:5] == b"hello" and data[BS + 10:BS + 15] == b"world" and len(data) == 3 * BS
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        with mmap.mmap(fd, 0, mmap.MAP_SHARED, mmap.PROT_READ) as m:
+            assert m[:5] == b"hello" and m.size() == 3 * BS
+    finally:
+        os.close(fd)
+
+
+def test_fsync_fdatasync_and_directory_fsync(mnt: Path) -> None:
+    fd = os.open(mnt / "f", os.O_CREAT | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, b"durable")
+        os.fdatasync(fd)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    dfd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)  # what careful programs do after a rename
+    finally:
+        os.close(dfd)
+    assert read(mnt / "f") == b"durable"
+
+
+def test_seek_data_and_hole(mnt: Path) -> None:
+    p = touch(mnt / "f", b"data")
+    os.truncate(p, 2 * BS)
+    fd = os.open(p, os.O_RDONLY)
+    try:
+        assert os.lseek(fd, 0, os.SEEK_DATA) == 0
+        hole = os.lseek(fd, 0, os.SEEK_HOLE)
+        assert 4 <= hole <= 2 * BS  # somewhere after the data, at the latest at the end
+        with raises(errno.ENXIO):
+            os.lseek(fd, 2 * BS, os.SEEK_DATA)
+        with raises(errno.ENXIO):
+            os.lseek(fd, 2 * BS + 1, os.SEEK_HOLE)
+    finally:
+        os.close(fd)
