@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from posix_util import (AT_SYMLINK_FOLLOW, NAME_255, NAME_256, NONDIR_KINDS, as_nobody, err, linkat, make, raises,
-                        read, tick, times, touch)
+                        read, tick, times, touch, xstat)
 
 
 @pytest.mark.parametrize("kind", NONDIR_KINDS)
@@ -143,3 +143,36 @@ def test_unprivileged(mnt: Path) -> None:
         want["root's read-only file"] = "0"
     assert as_nobody(probe) == want
     assert os.stat(mnt / "mine").st_nlink == 2 and os.stat(mnt / "roots").st_nlink == 1
+
+
+def test_link_counts_through_renames_and_unlinks(mnt: Path) -> None:
+    """One inode, names in three directories, moved about: every name shows the same inode, link
+    count, mode and data, as dynlog holds them (xstat), after each step."""
+    for d in ("d1", "d2", "d3"):
+        os.mkdir(mnt / d)
+    touch(mnt / "d1" / "a", b"shared data")
+    os.link(mnt / "d1" / "a", mnt / "d2" / "b")
+    os.link(mnt / "d2" / "b", mnt / "d3" / "c")
+
+    def check(names: list[str], nlink: int, mode_: int) -> None:
+        sts = [xstat(mnt / n) for n in names]
+        assert {(s.ino, s.nlink, s.mode & 0o7777) for s in sts} == {(sts[0].ino, nlink, mode_)}, names
+        assert {read(mnt / n) for n in names} == {b"shared data"}
+
+    check(["d1/a", "d2/b", "d3/c"], 3, 0o644)
+    os.rename(mnt / "d1" / "a", mnt / "d2" / "a-moved")  # across directories
+    check(["d2/a-moved", "d2/b", "d3/c"], 3, 0o644)
+    os.rename(mnt / "d2" / "b", mnt / "d2" / "a-moved")  # onto another name of itself: nothing happens
+    check(["d2/a-moved", "d2/b", "d3/c"], 3, 0o644)
+    os.chmod(mnt / "d3" / "c", 0o600)
+    check(["d2/a-moved", "d2/b", "d3/c"], 3, 0o600)
+    os.rename(mnt / "d3", mnt / "d1" / "d3-moved")  # the directory holding a name moves
+    check(["d2/a-moved", "d2/b", "d1/d3-moved/c"], 3, 0o600)
+    touch(mnt / "d1" / "other", b"other")
+    os.rename(mnt / "d1" / "other", mnt / "d2" / "b")  # a name replaced by another file
+    check(["d2/a-moved", "d1/d3-moved/c"], 2, 0o600)
+    assert read(mnt / "d2" / "b") == b"other" and xstat(mnt / "d2" / "b").nlink == 1
+    os.unlink(mnt / "d2" / "a-moved")
+    check(["d1/d3-moved/c"], 1, 0o600)
+    os.link(mnt / "d1" / "d3-moved" / "c", mnt / "again")  # linked again after dropping to one name
+    check(["d1/d3-moved/c", "again"], 2, 0o600)
