@@ -47,6 +47,15 @@ XATTR_CREATE, XATTR_REPLACE = 1, 2
 FALLOC_FL_KEEP_SIZE = 1
 
 
+def without_setid(mode: int) -> int:
+    """``mode`` as a change by someone without CAP_FSETID leaves it: S_ISUID dropped, and S_ISGID
+    when the group may execute (without, it marks mandatory locking and stays)."""
+    out = mode & ~stat.S_ISUID
+    if mode & stat.S_IXGRP:
+        out &= ~stat.S_ISGID
+    return out
+
+
 class FileSystem:
     def __init__(self, store: Store, *, session: str | None = None, ttl: float = 1.0,
                  entry_budget: int = 500_000, block_cache_bytes: int = 128 * 1024 * 1024) -> None:
@@ -457,6 +466,10 @@ class FileSystem:
             fh = self._open_node(node, inode, flags)
             if flags & os.O_TRUNC and inode.is_reg:  # even when empty: POSIX marks mtime and ctime
                 self.truncate(None, 0, caller, fh)
+                if caller.uid != 0 and without_setid(inode.mode) != inode.mode:
+                    # as truncate(2) and write(2) by someone without CAP_FSETID; for an O_TRUNC
+                    # open the kernel leaves it to us (it truncated nothing itself: atomic_o_trunc)
+                    self.chmod(None, without_setid(inode.mode), caller, fh)
             return fh
 
     def _open_node(self, node: Node, inode: Inode, flags: int) -> int:

@@ -313,3 +313,19 @@ def test_open_existing_does_not_touch_times(mnt: Path) -> None:
         openclose(p, flags)
     assert times(p) == (10**18, 10**18, c0) and times(mnt) == pt0
     assert read(p) == b"abc"
+
+
+@pytest.mark.parametrize("start,after", [(0o6777, 0o777), (0o4766, 0o766), (0o2767, 0o2767)])
+@pytest.mark.parametrize("flags", [os.O_WRONLY | os.O_TRUNC, os.O_RDWR | os.O_TRUNC | os.O_CREAT])
+def test_o_trunc_by_non_owner_clears_setid(mnt: Path, start: int, after: int, flags: int) -> None:
+    """Truncating through open(O_TRUNC) clears the set-id bits as truncate(2) does, for a caller
+    without CAP_FSETID (S_ISGID only with group execute); root keeps them."""
+    p = touch(mnt / "f", b"0123")
+    os.chmod(p, start)
+    as_nobody(lambda: openclose(p, flags))
+    st = os.stat(p)
+    assert (stat.S_IMODE(st.st_mode), st.st_size) == (after, 0)
+    os.chmod(p, start)
+    touch(p, b"again")
+    openclose(p, flags)
+    assert mode(p) == start and os.stat(p).st_size == 0
