@@ -331,3 +331,30 @@ def test_sticky_directory(mnt: Path) -> None:
     # the owner of the directory may: root-owned sticky dir, so only root here
     os.rename(mnt / "nobodys", mnt / "by-root")
     assert sorted(os.listdir(mnt)) == ["by-root", "nobodydir", "others2", "roots"]
+
+
+def test_writes_through_a_replaced_file_stay_with_it(mnt: Path) -> None:
+    """A file replaced by rename while open for writing: what its descriptor writes afterwards
+    goes to the replaced (now nameless) file, never into the file that took its name."""
+    touch(mnt / "new", b"the new file")
+    touch(mnt / "old", b"old")
+    fd = os.open(mnt / "old", os.O_RDWR)
+    try:
+        os.write(fd, b"OLD")  # pending, not yet flushed
+        os.rename(mnt / "new", mnt / "old")
+        os.write(fd, b" written after the rename")
+        os.fsync(fd)
+        assert os.pread(fd, 100, 0) == b"OLD written after the rename"
+    finally:
+        os.close(fd)
+    assert read(mnt / "old") == b"the new file" and os.listdir(mnt) == ["old"]
+    # the same after an unlink and a new file of that name
+    fd = os.open(mnt / "old", os.O_RDWR)
+    try:
+        os.unlink(mnt / "old")
+        touch(mnt / "old", b"newest")
+        os.pwrite(fd, b"THE", 0)
+        os.ftruncate(fd, 3)
+    finally:
+        os.close(fd)
+    assert read(mnt / "old") == b"newest"
