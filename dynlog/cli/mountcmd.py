@@ -189,7 +189,7 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     from ..fuse.operations import ATTR_TIMEOUT, ENTRY_TIMEOUT, DynlogFUSE, DynlogOperations
 
     store = open_for_mount(source, endpoint)
-    fs = FileSystem(store, ttl=opts.ttl)
+    fs = FileSystem(store, ttl=opts.ttl, atime_policy="noatime" if opts.fuse.get("noatime") else "relatime")
     ops = DynlogOperations(
         fs,
         entry_timeout=ENTRY_TIMEOUT if opts.entry_timeout is None else opts.entry_timeout,

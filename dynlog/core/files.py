@@ -36,6 +36,7 @@ class OpenFile:
     mtime: int | None = None  # set by writes not yet flushed
     lock: threading.RLock = field(default_factory=threading.RLock)
     unlinked: bool = False
+    accessed: bool = False  # read since the last atime update (relatime: committed at close)
     sequential_until: int = 0  # readahead: the next block a sequential reader will want
 
     @property

@@ -41,6 +41,7 @@ if False:  # typing only
 log = structlog.get_logger(__name__)
 
 UTIME_NOW = "now"
+ATIME_REFRESH_NS = 24 * 3600 * 10**9  # relatime: refresh an atime older than a day
 FEED_TTL = 30.0  # revalidation floor when a change feed keeps views fresh
 MISS_MAX_AGE = 0.0  # a lookup that misses re-reads the parent's view if older than this (s)
 XATTR_CREATE, XATTR_REPLACE = 1, 2
@@ -57,9 +58,10 @@ def without_setid(mode: int) -> int:
 
 
 class FileSystem:
-    def __init__(self, store: Store, *, session: str | None = None, ttl: float = 1.0,
+    def __init__(self, store: Store, *, session: str | None = None, ttl: float = 1.0, atime_policy: str = "relatime",
                  entry_budget: int = 500_000, block_cache_bytes: int = 128 * 1024 * 1024) -> None:
         self.store = store
+        self.atime_policy = atime_policy
         self.session = session or secrets.token_hex(4)
         self.sb = load_superblock(store)
         self.journals = JournalStore(store)
@@ -496,7 +498,9 @@ class FileSystem:
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
         with operation("read"):
-            return self.data.read(self._handle(fh), offset, size)
+            f = self._handle(fh)
+            f.accessed = True
+            return self.data.read(f, offset, size)
 
     def write(self, fh: int, data: bytes, offset: int, caller: Caller = ROOT, append: bool = False) -> int:
         """``append``: the handle was opened with O_APPEND, so write at the end of the file as
@@ -529,11 +533,37 @@ class FileSystem:
                 return
             try:
                 self._flush_file(f, caller)
+                self._update_atime(f, caller)
             finally:
                 with self._lock:
                     f.refs -= 1
                     if f.refs <= 0 and self._files.get(f.ino) is f:
                         del self._files[f.ino]
+
+    def _update_atime(self, f: OpenFile, caller: Caller) -> None:
+        """relatime, as Linux mounts by default: a file read since its last change (or not read
+        for a day) gets its atime set when the reader closes it. One put, only on the first
+        close after a change: what CI-cache cleaners and ``find -atime`` need, at a cost bounded
+        by the writes. ``-o noatime`` turns it off."""
+        if not f.accessed or self.atime_policy == "noatime":
+            return
+        f.accessed = False
+        inode = f.inode
+        now = time.time_ns()
+        if inode.atime > max(inode.mtime, inode.ctime) and now - inode.atime < ATIME_REFRESH_NS:
+            return
+        node = self._file_node(f)
+        if node is None:
+            return
+        try:
+            with operation("atime"):
+                committed = self.ns.set_attrs(node, {"atime": now}, caller, "atime", touch_ctime=False)
+        except FsError as e:
+            log.debug("atime.skipped", ino=f.ino, error=str(e))
+            return
+        with f.lock:
+            if not f.pending:
+                f.inode = committed
 
     def fallocate(self, fh: int, mode: int, offset: int, length: int, caller: Caller = ROOT) -> None:
         with operation("fallocate"):

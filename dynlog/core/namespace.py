@@ -456,7 +456,8 @@ class Namespace:
         return schema.dir_journal(node.parent), node.name
 
     def set_attrs(self, node: Node, attrs: dict[str, int], caller: Caller, op: str,
-                  blocks: tuple | None = None, check: Callable[[Inode], dict[str, int]] | None = None) -> Inode:
+                  blocks: tuple | None = None, check: Callable[[Inode], dict[str, int]] | None = None,
+                  touch_ctime: bool = True) -> Inode:
         """Change attributes (one conditional put). ``check`` may derive the changes from the
         current inode inside the build (so they are validated against the freshest state)."""
         jid, name = self.locate(node)
@@ -468,7 +469,8 @@ class Namespace:
             changes = dict(attrs)
             if check is not None:
                 changes.update(check(cur))
-            changes.setdefault("ctime", tx.ts)
+            if touch_ctime:
+                changes.setdefault("ctime", tx.ts)
             d.emit(SetAttr(at, changes, blocks, self.sb.block_size if (blocks or "size" in changes) else 0))
             return self._current(d, at, ino, node)
 
