@@ -33,6 +33,9 @@ from dynlog.store.base import Store  # noqa: E402
 from dynlog.store.dynamo import DynamoStore  # noqa: E402
 from dynlog.store.sqlite import SqliteStore  # noqa: E402
 
+if False:  # typing only
+    from dynlog.core.filesystem import FileSystem
+
 BACKENDS = ["sqlite", pytest.param("dynamodb", marks=pytest.mark.dynamodb)]
 
 
@@ -117,3 +120,35 @@ def store(_store_opener: Callable[[], Store]) -> Store:
 def store_factory(store: Store, _store_opener: Callable[[], Store]) -> Callable[[], Store]:
     """``store_factory()`` opens another store object on the same tables as ``store``."""
     return _store_opener
+
+
+# -- file systems on the store (engine, history and cluster tests share these) -------------------
+@pytest.fixture
+def fs(store: Store) -> Iterator["FileSystem"]:
+    """A formatted file system on ``store`` and a client of it (session id ``tester1``), with its
+    inode range taken up front so request counts see only the operation under test."""
+    from dynlog.core.filesystem import FileSystem
+    from dynlog.core.superblock import mkfs
+
+    mkfs(store, uid=0, gid=0)
+    f = FileSystem(store, session="tester1")
+    f.allocator.prefetch()
+    yield f
+    f.close()
+
+
+@pytest.fixture
+def new_client(fs: "FileSystem", store_factory: Callable[[], Store]) -> Iterator[Callable[..., "FileSystem"]]:
+    """Makes more clients of the same file system, each on its own store object."""
+    from dynlog.core.filesystem import FileSystem
+
+    made: list[FileSystem] = []
+
+    def make(**kw: object) -> FileSystem:
+        c = FileSystem(store_factory(), **kw)  # type: ignore[arg-type]
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()

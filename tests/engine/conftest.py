@@ -19,27 +19,8 @@ from dynlog.store.base import Store
 from .helpers import backing_of
 
 
-@pytest.fixture
-def fs(store: Store) -> Iterator[FileSystem]:
-    mkfs(store, uid=0, gid=0)
-    f = FileSystem(store)
-    f.allocator.prefetch()
-    yield f
-    f.close()
 
 
-@pytest.fixture
-def new_client(fs: FileSystem, store_factory: Callable[[], Store]) -> Iterator[Callable[..., FileSystem]]:
-    made: list[FileSystem] = []
-
-    def make(**kw: object) -> FileSystem:
-        c = FileSystem(store_factory(), **kw)  # type: ignore[arg-type]
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 @pytest.fixture

@@ -22,26 +22,8 @@ from dynlog.core.superblock import mkfs
 from dynlog.store.base import Store
 
 
-@pytest.fixture
-def fs(store: Store) -> Iterator[FileSystem]:
-    mkfs(store, uid=0, gid=0)
-    f = FileSystem(store, session="tester1")
-    yield f
-    f.close()
 
 
-@pytest.fixture
-def new_fs(fs: FileSystem, store_factory: Callable[[], Store]) -> Iterator[Callable[..., FileSystem]]:
-    made: list[FileSystem] = []
-
-    def make(**kw: object) -> FileSystem:
-        c = FileSystem(store_factory(), **kw)  # type: ignore[arg-type]
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 @pytest.fixture
@@ -106,3 +88,9 @@ def tree_of(fs: FileSystem, path: str = "/") -> dict[str, tuple[str, int]]:
         if kind == "dir":
             out.update(tree_of(fs, p))
     return out
+
+
+@pytest.fixture
+def new_fs(new_client: Callable[..., FileSystem]) -> Callable[..., FileSystem]:
+    """The history tests' name for ``new_client``."""
+    return new_client
