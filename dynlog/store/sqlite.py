@@ -83,13 +83,18 @@ class SqliteStore(Store):
         self.path = os.path.abspath(path)
         self.source = f"local:{self.path}"
         self.metrics = metrics or RequestMetrics()
-        self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        # One connection per OS thread, keyed by its kernel thread id rather than kept in a
+        # threading.local: libfuse's worker threads call into Python through ctypes, which gives
+        # each callback a fresh thread state, so a threading.local was empty on every request
+        # and every request opened (and leaked) a connection: a busy mount ran out of file
+        # descriptors within minutes. Connections of threads that have exited are closed.
+        self._conns: dict[int, sqlite3.Connection] = {}
         self._conns_lock = threading.Lock()
 
     # -- connections -------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
+        tid = threading.get_native_id()
+        conn = self._conns.get(tid)
         if conn is None:
             if not os.path.isdir(os.path.dirname(self.path) or "."):
                 raise StoreError(f"{self.source}: directory {os.path.dirname(self.path)} does not exist")
@@ -97,10 +102,25 @@ class SqliteStore(Store):
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=30000")
-            self._local.conn = conn
             with self._conns_lock:
-                self._conns.append(conn)
+                self._conns[tid] = conn
+                dead = self._dead_threads()
+                stale = [self._conns.pop(t) for t in dead]
+            for c in stale:
+                try:
+                    c.close()
+                except sqlite3.Error:
+                    pass
         return conn
+
+    def _dead_threads(self) -> list[int]:
+        """Thread ids holding a connection that are no longer threads of this process (a
+        reused id is harmless: its old thread is gone and uses the connection no more)."""
+        try:
+            live = {int(t) for t in os.listdir("/proc/self/task")}
+        except OSError:
+            return []
+        return [t for t in self._conns if t not in live]
 
     @contextmanager
     def _write_txn(self) -> Iterator[sqlite3.Connection]:
@@ -123,13 +143,12 @@ class SqliteStore(Store):
 
     def close(self) -> None:
         with self._conns_lock:
-            for c in self._conns:
+            for c in self._conns.values():
                 try:
                     c.close()
                 except sqlite3.Error:
                     pass
             self._conns.clear()
-        self._local = threading.local()
 
     # -- tables ------------------------------------------------------------------------
     def create_tables(self) -> bool:
