@@ -384,13 +384,22 @@ class FileSystem:
         with operation("truncate"):
             check_size(size)
             g = self._handles.get(fh) if fh is not None else None
-            if g is not None and g.unlinked:  # ftruncate of a file unlinked while open: local only
+            node = None
+            if g is None or not g.unlinked:
+                try:
+                    node = self._target(path, fh)
+                except FsError as e:
+                    if g is None or e.errno != errno.EBADF:
+                        raise
+            if node is None:
+                # ftruncate of a file unlinked while open, here or by another mount (also
+                # open(O_TRUNC) of a name another mount removed meanwhile): local only, as its
+                # writes are
                 with g.lock:
                     self.data.truncate_local(g, size)
                     g.mtime = time.time_ns()
                     self._flush_file(g, caller, force=True)
                 return
-            node = self._target(path, fh)
             if node.entry.is_dir:
                 raise FsError(errno.EISDIR, str(path))
             f = self._files.get(node.ino)
