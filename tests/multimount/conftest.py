@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import pytest
 
 # tests/ is on sys.path (root conftest); the mount machinery is tests/mounted's, reused as it is.
-from mounted.conftest import BACKENDS, Mount, Mounter, Source, _drop_tables, _make_source, run_cli  # noqa: F401
+from mounted.conftest import BACKENDS, REPO, Mount, Mounter, Source, _drop_tables, _make_source, run_cli  # noqa: F401
 
 HERE = Path(__file__).resolve().parent
 POLL = 0.005  # seconds between polls when measuring how long a change takes to show
