@@ -1,10 +1,19 @@
-"""Propagation delay between real mounts: how long after mount A's create (or write+close)
-returns does mount B see it? Runs on the embedded store and, given an endpoint, on DynamoDB.
+#!/usr/bin/env python3
+"""Propagation delay between real mounts: how long a change made on one mount takes to show on
+the others, on both stores.
 
-    python benchmarks/propagation.py                       # local store only
-    python benchmarks/propagation.py --endpoint http://127.0.0.1:8000   # and DynamoDB (Local)
+Three ``dynlog mount -f`` processes of one file system (SQLite with its change feed; DynamoDB
+Local with the relay: stream -> bulletin -> mounts). Mount A makes CHANGES changes, cycling
+create (create+write+close), rename, write+close of an existing file, and delete; mounts B and
+C are watched from the moment A's system call returns, polling every 5 ms: a listing for
+create/rename/delete, a stat (size) for the write. Prints median, p95 and max per store and
+kind. docs/SCALING.md ("Measured") records a run.
 
-Prints median, p95 and max over N changes per kind. Numbers, not asserts (docs/SCALING.md).
+    python benchmarks/propagation.py                 # both stores, 48 changes each
+    python benchmarks/propagation.py --changes 100 --stores sqlite
+
+Not a test (tests/multimount/test_propagation.py checks the same with generous bounds). Needs
+root (FUSE), and DynamoDB Local as scripts/install-deps installs it.
 """
 
 from __future__ import annotations
@@ -12,76 +21,116 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
+import threading
 import time
-import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+from dynamodb_local import FAKE_ENV, REGION, DynamoDBLocal, unique_table  # noqa: E402
+from mounted.conftest import Mounter, Source, run_cli  # noqa: E402
+
+POLL = 0.005
+BOUND = 10.0
+KINDS = ("create", "rename", "write", "delete")
 
 
-def cli(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "dynlog.cli.main", *args], check=True, cwd=REPO, timeout=120)
+def watch(roots: list[Path], check) -> list[float]:
+    start = time.monotonic()
+    took: list[float | None] = [None] * len(roots)
+
+    def one(i: int) -> None:
+        while time.monotonic() - start < BOUND:
+            try:
+                if check(roots[i]):
+                    took[i] = time.monotonic() - start
+                    return
+            except OSError:
+                pass
+            time.sleep(POLL)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(roots))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if any(t is None for t in took):
+        raise SystemExit(f"a change did not show within {BOUND} s")
+    return [t for t in took if t is not None]
 
 
-def mount(global_args: list[str], source: str, path: Path) -> None:
-    path.mkdir(parents=True, exist_ok=True)
-    cli(*global_args, "mount", source, str(path))
-
-
-def wait_visible(check, timeout: float = 30.0) -> float:
-    t0 = time.perf_counter()
-    while not check():
-        if time.perf_counter() - t0 > timeout:
-            raise TimeoutError("change never arrived")
-        time.sleep(0.002)
-    return time.perf_counter() - t0
-
-
-def measure(global_args: list[str], source: str, n: int) -> dict[str, list[float]]:
-    base = Path(tempfile.mkdtemp(prefix="dynlog-prop-"))
-    a, b = base / "a", base / "b"
-    cli(*global_args, "mkfs", source)
-    mount(global_args, source, a)
-    mount(global_args, source, b)
-    out: dict[str, list[float]] = {"create (listing)": [], "write+close (read)": []}
+def measure(source: Source, base: Path, changes: int) -> dict[str, list[float]]:
+    mounter = Mounter(base)
     try:
-        os.listdir(b)
-        time.sleep(1.0)  # the relay is elected, the followers are polling
-        for i in range(n):
-            name = f"f{i}"
-            (a / name).write_bytes(b"")
-            out["create (listing)"].append(wait_visible(lambda: name in os.listdir(b)))
-            payload = f"version {i}".encode()
-            (a / name).write_bytes(payload)
-            out["write+close (read)"].append(wait_visible(lambda: (b / name).read_bytes() == payload))
+        a, b, c = (Path(mounter.mount(source).path) for _ in range(3))
+        others = [b, c]
+        os.mkdir(a / "p")
+        watch(others, lambda r: "p" in os.listdir(r))
+        for r in others:
+            os.listdir(r / "p")
+        time.sleep(1.0)  # let the relay be elected and the feeds settle
+        delays: dict[str, list[float]] = {k: [] for k in KINDS}
+        for i in range(changes // len(KINDS)):
+            name, new = f"f{i}", f"g{i}"
+            with open(a / "p" / name, "wb") as f:
+                f.write(b"x" * 1000)
+            delays["create"] += watch(others, lambda r: name in os.listdir(r / "p"))
+            os.rename(a / "p" / name, a / "p" / new)
+            delays["rename"] += watch(others, lambda r: (lambda ls: new in ls and name not in ls)(os.listdir(r / "p")))
+            for r in others:
+                os.stat(r / "p" / new)  # the observers' kernels cache the old size
+            with open(a / "p" / new, "r+b") as f:
+                f.write(b"y" * 5000)
+            delays["write"] += watch(others, lambda r: os.stat(r / "p" / new).st_size == 5000)
+            os.unlink(a / "p" / new)
+            delays["delete"] += watch(others, lambda r: new not in os.listdir(r / "p"))
+            time.sleep(0.05)
+        return delays
     finally:
-        for m in (a, b):
-            subprocess.run(["fusermount3", "-u", str(m)], timeout=30)
-    return out
+        mounter.cleanup()
 
 
-def report(label: str, results: dict[str, list[float]]) -> None:
-    for kind, xs in results.items():
-        xs = sorted(xs)
-        p95 = xs[min(len(xs) - 1, int(0.95 * len(xs)))]
-        print(f"{label:24} {kind:22} n={len(xs):3d}  median {statistics.median(xs) * 1000:7.1f} ms"
-              f"  p95 {p95 * 1000:7.1f} ms  max {xs[-1] * 1000:7.1f} ms")
+def pct(values: list[float], q: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(q * (len(v) - 1))))]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("-n", type=int, default=50)
-    ap.add_argument("--endpoint", help="DynamoDB endpoint (e.g. DynamoDB Local); omit for the local store only")
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--changes", type=int, default=48, help="changes per store (a multiple of 4)")
+    ap.add_argument("--stores", default="sqlite,dynamodb")
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as d:
-        report("local (SQLite feed)", measure([], f"local:{d}/fs.db", args.n))
-    if args.endpoint:
-        table = "prop" + uuid.uuid4().hex[:10]
-        report("DynamoDB (relay)", measure(["--endpoint-url", args.endpoint], f"aws:us-east-1/{table}", args.n))
+    os.environ.update(FAKE_ENV)
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    results: dict[str, dict[str, list[float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="dynlog-prop-") as tmp:
+        base = Path(tmp)
+        for store in args.stores.split(","):
+            if store == "sqlite":
+                src = Source(f"local:{base / 'fs.db'}", None, "sqlite")
+                assert run_cli("mkfs", src.source).returncode == 0
+                results["local (SQLite feed)"] = measure(src, base, args.changes)
+            else:
+                with DynamoDBLocal() as ddb:
+                    src = Source(f"aws:{REGION}/{unique_table()}", ddb.endpoint, "dynamodb")
+                    res = run_cli(*src.global_args(), "mkfs", src.source)
+                    assert res.returncode == 0, res.stderr
+                    results["DynamoDB Local (relay)"] = measure(src, base, args.changes)
+    print(f"\nPropagation delay, 3 mounts, commit on A until B's and C's listing/stat shows it "
+          f"({POLL * 1000:.0f} ms polling), ms:\n")
+    print(f"| {'store':24s} | {'change':7s} | {'n':>3s} | {'median':>6s} | {'p95':>6s} | {'max':>6s} |")
+    print(f"|{'-' * 26}|{'-' * 9}|{'-' * 5}|{'-' * 8}|{'-' * 8}|{'-' * 8}|")
+    for store, delays in results.items():
+        for kind in (*KINDS, "all"):
+            ds = [d * 1000 for d in (sum(delays.values(), []) if kind == "all" else delays[kind])]
+            print(f"| {store:24s} | {kind:7s} | {len(ds):3d} | {statistics.median(ds):6.0f} | {pct(ds, 0.95):6.0f} "
+                  f"| {max(ds):6.0f} |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
