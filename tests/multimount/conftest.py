@@ -27,6 +27,7 @@ import pytest
 
 # tests/ is on sys.path (root conftest); the mount machinery is tests/mounted's, reused as it is.
 from mounted.conftest import BACKENDS, REPO, Mount, Mounter, Source, _drop_tables, _make_source, run_cli  # noqa: F401
+from mounted.conftest import backend, fs_source, mounter  # noqa: F401 - the same fixtures, not copies
 
 HERE = Path(__file__).resolve().parent
 POLL = 0.005  # seconds between polls when measuring how long a change takes to show
@@ -41,25 +42,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(pytest.mark.timeout(150))
 
 
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-@pytest.fixture
-def fs_source(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Source]:
-    src = _make_source(backend, tmp_path, request)
-    yield src
-    _drop_tables(src, request)
-
-
-@pytest.fixture
-def mounter(tmp_path: Path) -> Iterator[Mounter]:
-    m = Mounter(tmp_path)
-    try:
-        yield m
-    finally:
-        m.cleanup()
 
 
 def env_with(**extra: str) -> dict[str, str]:
