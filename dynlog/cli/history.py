@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import stat
 import sys
 import threading
@@ -19,6 +20,20 @@ from ..history.walk import Entry, HistoryUnavailable, Journals, NotFound, Point,
 from .common import store_from_args
 
 TIME_HELP = "ISO 8601 (2026-03-01T12:00:00Z, offsets accepted, no zone = UTC), 'now', or relative (-5m, -2h, -1d)"
+
+# argparse takes any word that starts with "-" and is not a negative number for an option, so
+# "--at -1h" failed with "expected one argument" and "diff SRC / -1d now" with "unrecognized
+# arguments". A relative time (the form the help shows) is made to count as a value instead.
+RELATIVE_TIME = re.compile(r"^-\d+$|^-\d*\.\d+$|^-(?:\d+(?:\.\d+)?(?:ns|us|ms|s|m|h|d|w))+$", re.IGNORECASE)
+
+
+def accept_relative_times(parser: argparse.ArgumentParser) -> None:
+    """Let ``parser`` read ``-1h``, ``-2h30m``, ``-90s`` as values (of --at, --since, --until,
+    and of positionals), not as unknown options. None of these commands has an option that
+    looks like that, so nothing is shadowed."""
+    if not hasattr(parser, "_negative_number_matcher"):  # argparse internals moved: fail loudly in tests
+        raise RuntimeError("argparse has no _negative_number_matcher; relative times need another way in")
+    parser._negative_number_matcher = RELATIVE_TIME
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -43,6 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--interval", type=float, default=0.5, help=argparse.SUPPRESS)
     p.add_argument("--idle-exit", type=float, default=None, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_replay)
+    accept_relative_times(p)
 
     r = sub.add_parser("restore", help="bring back a file or tree as it was at a time",
                        description="Copy PATH as it was at TIME (exact bytes, mode, owner, times, xattrs, symlinks, "
@@ -54,6 +70,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                                 "receives it under its old name)")
     r.add_argument("-l", "--list", action="store_true", help="list every path restored")
     r.set_defaults(func=cmd_restore)
+    accept_relative_times(r)
 
     d = sub.add_parser("diff", help="what changed under a path between two times",
                        description="Added (A), removed (D), renamed (R) and modified (M) names under PATH between "
@@ -64,6 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("t2", metavar="T2", help="the later time ('now' for the present)")
     d.add_argument("--json", action="store_true", help="JSON lines instead of text")
     d.set_defaults(func=cmd_diff)
+    accept_relative_times(d)
 
 
 def _out(text: str) -> None:
