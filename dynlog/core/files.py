@@ -1,9 +1,17 @@
-"""Open files: a write-back buffer per inode, flushed on fsync, close or a size threshold.
+"""Open files: a write-back buffer per inode, committed as one event at close, fsync or a lock.
 
-All descriptors of one inode on this mount share one OpenFile, so they see each other's
-writes at once. A flush writes the dirty blocks as a new block version, then commits one
-SetAttr event mapping them (size, mtime, block runs): until that event commits, no reader
-anywhere can see the new bytes, and a writer killed mid-flush leaves the old content whole.
+All descriptors of one inode on this mount share one OpenFile, so they see each other's writes
+at once. What a writer does to the file before it closes it (the bytes, and the times, owner
+and mode that tar, cp -a and rsync set through the descriptor) is held here and committed as
+ONE SetAttr event: a small file written by tar costs its create and this one put.
+
+Contents travel one of two ways:
+- **inline**: a file of at most ``INLINE_MAX`` bytes (with no block mapped) is committed with
+  its whole contents inside the event: no block item at all;
+- **blocks**: larger files are written as immutable block versions, uploaded in the background
+  while the writer goes on (bounded in flight), and mapped by the commit. Until the event
+  commits no reader anywhere sees the new bytes, so a writer killed mid-way leaves the old
+  contents whole.
 """
 
 from __future__ import annotations
@@ -13,15 +21,18 @@ import itertools
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 
 from .. import schema
-from ..data.blocks import BlockStore
+from ..data.blocks import WRITE_BATCH, BlockStore
 from ..errors import FsError
-from ..journal.inode import Inode, map_lookup, map_overlay, map_truncate
+from ..journal.inode import INLINE_MAX, Inode, Run, map_lookup, with_contents
 
-DIRTY_LIMIT = 16 * 1024 * 1024
-READAHEAD_BLOCKS = 8
+DIRTY_LIMIT = 64 * 1024 * 1024  # uncommitted bytes that force a commit (bounds what a crash loses)
+UPLOAD_INFLIGHT = 32 * 1024 * 1024  # bytes of background uploads in flight before a writer waits
+READAHEAD_MIN = 8  # blocks fetched ahead once a reader is sequential ...
+READAHEAD_MAX = 64  # ... doubling per sequential read up to this (8 MiB at 128 KiB blocks)
 
 
 @dataclass
@@ -32,27 +43,61 @@ class OpenFile:
     name: str
     size: int
     refs: int = 0
+    writers: int = 0  # handles open for writing: while any is, attribute changes wait for the commit
     dirty: dict[int, bytearray] = field(default_factory=dict)
-    mtime: int | None = None  # set by writes not yet flushed
+    mtime: int | None = None  # set by writes not yet committed
+    attrs: dict[str, int] = field(default_factory=dict)  # chmod/chown/utimens waiting for the commit
+    staged: dict[int, str] = field(default_factory=dict)  # block -> version uploaded, not yet committed
+    uploads: list[tuple["Future[None]", str, dict[int, bytes]]] = field(default_factory=list)
+    upload_wid: str | None = None  # version the background uploads of this round use
     lock: threading.RLock = field(default_factory=threading.RLock)
     unlinked: bool = False
     accessed: bool = False  # read since the last atime update (relatime: committed at close)
     sequential_until: int = 0  # readahead: the next block a sequential reader will want
+    readahead: int = 0  # current readahead window in blocks (0: not sequential)
 
     @property
     def pending(self) -> bool:
-        return bool(self.dirty) or self.mtime is not None
+        return bool(self.dirty or self.staged or self.uploads or self.attrs) or self.mtime is not None
 
-    def dirty_bytes(self) -> int:
-        return sum(len(b) for b in self.dirty.values())
+    def dirty_bytes(self, block_size: int = 0) -> int:
+        """Bytes written here and not committed yet: buffered, uploading and uploaded."""
+        n = sum(len(b) for b in self.dirty.values())
+        return n + block_size * (len(self.staged) + sum(len(b) for _, _, b in self.uploads))
+
+    def shown(self, inode: Inode) -> Inode:
+        """``inode`` (as committed) with what this mount has not committed yet: stat shows it."""
+        if not self.pending and self.size == inode.size:
+            return inode
+        out = replace(inode, size=self.size)
+        if self.mtime is not None:
+            out = replace(out, mtime=self.mtime, ctime=self.mtime)
+        if self.attrs:
+            attrs = dict(self.attrs)
+            attrs["ctime"] = max(attrs.get("ctime", 0), out.ctime)
+            out = replace(out, **attrs)
+        return out
 
 
 _wid_counter = itertools.count(1)
 
 
 def new_write_id(session: str) -> str:
-    """Unique per flush across all clients: session id, a local counter and the time."""
+    """Unique per upload round across all clients: session id, a local counter and the time."""
     return f"{session}{next(_wid_counter):x}{time.time_ns() % 10**6:05x}"
+
+
+def runs_of(versions: dict[int, str]) -> tuple[Run, ...]:
+    """Block runs ``(start, count, wid)`` for a map of block index -> version."""
+    runs: list[Run] = []
+    for i in sorted(versions):
+        w = versions[i]
+        if runs and runs[-1][0] + runs[-1][1] == i and runs[-1][2] == w:
+            s, c, _ = runs[-1]
+            runs[-1] = (s, c + 1, w)
+        else:
+            runs.append((i, 1, w))
+    return tuple(runs)
 
 
 class FileData:
@@ -63,6 +108,20 @@ class FileData:
         self.block_size = blocks.block_size
         self.session = session
 
+    # -- where a block's bytes are -----------------------------------------------------------------
+    def _source(self, f: OpenFile, i: int) -> tuple[str, int] | bytes | None:
+        """Block ``i`` as this mount knows it: its bytes (inline, or being uploaded), its key in
+        the blocks table, or None for a hole."""
+        for _, _, blocks in f.uploads:
+            if i in blocks:
+                return blocks[i]
+        wid = f.staged.get(i)
+        if wid is None and f.inode.data is not None:
+            return f.inode.data[i * self.block_size : (i + 1) * self.block_size]
+        if wid is None:
+            wid = map_lookup(f.inode.blocks, i)
+        return (schema.block_id(f.ino, wid), i) if wid is not None else None
+
     # -- reading ----------------------------------------------------------------------------------
     def read(self, f: OpenFile, offset: int, size: int) -> bytes:
         with f.lock:
@@ -71,22 +130,26 @@ class FileData:
                 return b""
             bs = self.block_size
             first, last = offset // bs, (end - 1) // bs
-            want = [i for i in range(first, last + 1) if i not in f.dirty]
-            if first == f.sequential_until or first == f.sequential_until - 1:
-                extra = range(last + 1, min(last + 1 + READAHEAD_BLOCKS, -(-f.size // bs)))
-                want += [i for i in extra if i not in f.dirty]
-            keys = {}
-            for i in want:
-                wid = map_lookup(f.inode.blocks, i)
-                if wid is not None:
-                    keys[i] = (schema.block_id(f.ino, wid), i)
+            sources = {i: self._source(f, i) for i in range(first, last + 1) if i not in f.dirty}
+            keys = {i: s for i, s in sources.items() if isinstance(s, tuple)}
+            sequential = first in (f.sequential_until, f.sequential_until - 1)
+            f.readahead = min(READAHEAD_MAX, max(READAHEAD_MIN, 2 * f.readahead)) if sequential else 0
+            ahead = []
+            if f.readahead:
+                for i in range(last + 1, min(last + 1 + f.readahead, -(-f.size // bs))):
+                    s = self._source(f, i) if i not in f.dirty else None
+                    if isinstance(s, tuple):
+                        ahead.append(s)
             fetched = self.blocks.read(keys.values()) if keys else {}
+            if ahead:
+                self.blocks.prefetch(ahead)
             out = bytearray()
             for i in range(first, last + 1):
                 if i in f.dirty:
                     block = bytes(f.dirty[i])
                 else:
-                    block = fetched.get(keys[i], b"") if i in keys else b""
+                    s = sources[i]
+                    block = fetched.get(s, b"") if isinstance(s, tuple) else (s or b"")
                 lo = offset - i * bs if i == first else 0
                 hi = end - i * bs if i == last else bs
                 piece = block[lo:hi]
@@ -98,12 +161,16 @@ class FileData:
         buf = f.dirty.get(i)
         if buf is not None:
             return buf
-        wid = map_lookup(f.inode.blocks, i)
         data = b""
-        if wid is not None and i * self.block_size < f.size:
-            key = (schema.block_id(f.ino, wid), i)
-            data = self.blocks.read([key]).get(key, b"")
+        if i * self.block_size < f.size:
+            s = self._source(f, i)
+            if isinstance(s, tuple):
+                data = self.blocks.read([s]).get(s, b"")
+            elif s is not None:
+                data = s
             data = data[: max(0, f.size - i * self.block_size)]
+        if i in f.staged or any(i in b for _, _, b in f.uploads):
+            f.upload_wid = None  # rewritten after its upload: the next round needs a fresh version
         buf = bytearray(data)
         f.dirty[i] = buf
         return buf
@@ -118,6 +185,8 @@ class FileData:
                 i, lo = divmod(at, bs)
                 n = min(bs - lo, len(data) - pos)
                 if lo == 0 and n == bs:
+                    if i not in f.dirty and (i in f.staged or any(i in b for _, _, b in f.uploads)):
+                        f.upload_wid = None
                     f.dirty[i] = bytearray(data[pos : pos + n])
                 else:
                     buf = self._block_for_write(f, i)
@@ -127,49 +196,96 @@ class FileData:
                 pos += n
             f.size = max(f.size, offset + len(data))
             f.mtime = time.time_ns()
+            f.attrs.pop("mtime", None)  # a write after utimens: the write's time wins, as on ext4
+            self._upload_full(f, (offset + len(data)) // bs)
             return len(data)
 
+    def _upload_full(self, f: OpenFile, before: int) -> None:
+        """Start uploading the full dirty blocks a sequential writer has moved past, a batch at a
+        time, so a large file streams out while it is written instead of at close."""
+        bs = self.block_size
+        full = [i for i, b in f.dirty.items() if i < before and len(b) == bs]
+        if len(full) < WRITE_BATCH:
+            return
+        self._wait_uploads(f, UPLOAD_INFLIGHT - len(full) * bs)
+        if f.upload_wid is None:
+            f.upload_wid = new_write_id(self.session)
+        blocks = {i: bytes(f.dirty.pop(i)) for i in sorted(full)}
+        f.uploads.append((self.blocks.write_async(f.ino, f.upload_wid, blocks), f.upload_wid, blocks))
+
+    def _wait_uploads(self, f: OpenFile, keep_bytes: int = 0) -> None:
+        """Wait for background uploads until at most ``keep_bytes`` remain in flight; raise the
+        first failure (the file's commit then fails, and nothing half-written becomes visible)."""
+        bs = self.block_size
+        while f.uploads and len(f.uploads) * WRITE_BATCH * bs > keep_bytes:
+            fut, wid, blocks = f.uploads.pop(0)
+            try:
+                fut.result()
+            except BaseException:
+                for i, b in blocks.items():  # keep the bytes: a later commit retries them
+                    f.dirty.setdefault(i, bytearray(b))
+                f.upload_wid = None
+                raise
+            for i in blocks:
+                if i not in f.dirty:
+                    f.staged[i] = wid
+
     def truncate_local(self, f: OpenFile, size: int) -> None:
-        """Apply a truncate to the buffer: drop dirty blocks past the end, cut the last one."""
+        """Apply a truncate to the buffer: drop what lies past the end, cut the last block."""
         with f.lock:
+            self._wait_uploads(f)
             bs = self.block_size
             for i in [i for i in f.dirty if i * bs >= size]:
                 del f.dirty[i]
+            for i in [i for i in f.staged if i * bs >= size]:
+                del f.staged[i]
             last = (size - 1) // bs if size else -1
+            if size % bs and size < f.size and last not in f.dirty and self._source(f, last) is not None:
+                self._block_for_write(f, last)  # rewrite the partial block so its tail reads as zeros
             if size % bs and last in f.dirty:
                 del f.dirty[last][size - last * bs :]
-            elif size % bs and size < f.size and map_lookup(f.inode.blocks, last) is not None:
-                buf = self._block_for_write(f, last)  # rewrite the partial block so its tail reads as zeros
-                del buf[size - last * bs :]
             f.size = size
-            f.inode = Inode(**{**f.inode.__dict__, "blocks": map_truncate(f.inode.blocks, -(-size // bs)), "size": size})
+            f.inode = with_contents(f.inode, size, None, None, bs)
 
-    def take_dirty(self, f: OpenFile) -> tuple[str, dict[int, bytes], tuple]:
-        """Write the dirty blocks as a new version; return (wid, blocks, runs) for the commit."""
-        wid = new_write_id(self.session)
-        blocks = {i: bytes(b) for i, b in f.dirty.items()}
-        if blocks:
+    # -- committing ---------------------------------------------------------------------------------
+    def contents(self, f: OpenFile) -> tuple[tuple[Run, ...], bytes | None]:
+        """Make the file's new contents durable for its commit: (block runs to map, or inline
+        bytes). Waits for background uploads and writes what is still buffered."""
+        self._wait_uploads(f)
+        bs = self.block_size
+        if f.size <= INLINE_MAX and not f.staged and not f.inode.blocks:
+            if f.dirty or f.inode.data is not None or f.size:
+                first = f.dirty.get(0)
+                base = bytes(first) if first is not None else (f.inode.data or b"")
+                return (), base[: f.size].ljust(f.size, b"\0")
+            return (), None
+        if f.inode.data is not None and f.size and 0 not in f.dirty and 0 not in f.staged:
+            f.dirty[0] = bytearray(f.inode.data)  # leaving inline: its bytes move into block 0
+        if f.dirty:
+            wid = f.upload_wid if f.upload_wid is not None else new_write_id(self.session)
+            blocks = {i: bytes(b) for i, b in f.dirty.items()}
             self.blocks.write(f.ino, wid, blocks)
-        runs: list[tuple[int, int, str]] = []
-        for i in sorted(blocks):
-            if runs and runs[-1][0] + runs[-1][1] == i:
-                s, c, w = runs[-1]
-                runs[-1] = (s, c + 1, w)
-            else:
-                runs.append((i, 1, wid))
-        return wid, blocks, tuple(runs)
+            f.dirty.clear()
+            for i in blocks:
+                f.staged[i] = wid
+        return runs_of({i: w for i, w in f.staged.items() if i * bs < max(f.size, 1)}), None
 
-    def after_commit(self, f: OpenFile, committed: Inode, runs: tuple) -> None:
+    def after_commit(self, f: OpenFile, committed: Inode) -> None:
         f.dirty.clear()
+        f.staged.clear()
+        f.upload_wid = None
         f.mtime = None
+        f.attrs.clear()
         f.inode = committed
         f.size = committed.size
 
-    def local_commit(self, f: OpenFile, runs: tuple) -> None:
-        """For an inode with no name left: keep the new blocks mapped in memory only."""
-        f.inode = Inode(**{**f.inode.__dict__, "blocks": map_overlay(f.inode.blocks, runs), "size": f.size})
-        f.dirty.clear()
-        f.mtime = None
+    def local_commit(self, f: OpenFile) -> None:
+        """For an inode with no name left: keep its new contents in memory only."""
+        runs, data = self.contents(f)
+        inode = with_contents(f.inode, f.size, runs or None, data, self.block_size)
+        if f.mtime is not None:
+            inode = replace(inode, mtime=f.mtime, ctime=f.mtime)
+        self.after_commit(f, replace(inode, **f.attrs))
 
 
 def check_size(size: int) -> None:

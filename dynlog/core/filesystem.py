@@ -29,7 +29,8 @@ from ..store.base import Store
 from ..store.metrics import operation
 from .allocator import InodeAllocator
 from .attrs import ROOT, Caller, split_path, to_stat
-from .files import DIRTY_LIMIT, FileData, OpenFile, check_size
+from . import files
+from .files import FileData, OpenFile, check_size
 from .namespace import Namespace, Node
 from .superblock import load_superblock
 
@@ -74,6 +75,7 @@ class FileSystem:
         self.open_max_age = 0.0 if ttl > 0 else 0.0  # close-to-open: open() re-reads the parent's tail
         self._files: dict[int, OpenFile] = {}
         self._handles: dict[int, OpenFile] = {}
+        self._writable: set[int] = set()  # handles open for writing
         self._fh = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -138,9 +140,7 @@ class FileSystem:
         f = self._files.get(inode.ino)
         if f is not None and not inode.is_dir:
             with f.lock:
-                if f.pending or f.size != inode.size:
-                    inode = replace(inode, size=f.size, mtime=f.mtime or inode.mtime,
-                                    ctime=f.mtime or inode.ctime)
+                inode = f.shown(inode)
         return inode
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
@@ -151,7 +151,7 @@ class FileSystem:
                 if node is not None:
                     return to_stat(self._node_attrs(node), self.block_size)
                 with f.lock:  # no name left (unlinked while open): what this handle holds
-                    return to_stat(replace(f.inode, size=f.size, nlink=0), self.block_size)
+                    return to_stat(replace(f.shown(f.inode), nlink=0), self.block_size)
             if path is None:
                 raise FsError(errno.EBADF, f"bad handle {fh}")
             return to_stat(self._node_attrs(self.ns.resolve(path)), self.block_size)
@@ -308,6 +308,23 @@ class FileSystem:
                 raise
             return self.ns.set_attrs(found, attrs, caller, op, check=check)
 
+    def _writing(self, node: Node) -> OpenFile | None:
+        """The open file of ``node`` when a handle has it open for writing here: its attribute
+        changes then wait for the commit at close (or fsync), one put for the file's whole
+        life instead of one per call (tar's futimens, fchown, fchmod after its write)."""
+        f = self._files.get(node.ino)
+        return f if f is not None and f.writers > 0 and not node.entry.is_dir else None
+
+    def _fold_attrs(self, f: OpenFile, node: Node, changes: dict[str, int],
+                    check: Callable[[Inode], dict[str, int]] | None = None) -> None:
+        with f.lock:
+            cur = f.shown(self.ns.attrs(node))
+            attrs = dict(changes)
+            if check is not None:
+                attrs.update(check(cur))
+            f.attrs.update(attrs)
+            f.attrs["ctime"] = max(time.time_ns(), cur.ctime)
+
     def _unlinked(self, fh: int | None) -> OpenFile | None:
         """The open file behind ``fh`` when no name is left for it (unlinked while open)."""
         f = self._handles.get(fh) if fh is not None else None
@@ -333,8 +350,12 @@ class FileSystem:
                 self._set_local(gone, {}, lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)})
                 return
             node = self._target(path, fh)
-            self._set_attrs(node, fh, {}, caller, "chmod",
-                            check=lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)})
+            check = lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)}  # noqa: E731
+            f = self._writing(node)
+            if f is not None:
+                self._fold_attrs(f, node, {}, check)
+                return
+            self._set_attrs(node, fh, {}, caller, "chmod", check=check)
 
     def chown(self, path: str | None, uid: int, gid: int, caller: Caller, fh: int | None = None) -> None:
         with operation("chown"):
@@ -358,6 +379,10 @@ class FileSystem:
                 self._set_local(gone, changes, kill_suid if caller.uid != 0 else None)
                 return
             node = self._target(path, fh)
+            f = self._writing(node)
+            if f is not None:
+                self._fold_attrs(f, node, changes, kill_suid if caller.uid != 0 else None)
+                return
             self._set_attrs(node, fh, changes, caller, "chown", check=kill_suid if caller.uid != 0 else None)
 
     def utimens(self, path: str | None, atime: int | str | None, mtime: int | str | None, caller: Caller,
@@ -375,6 +400,10 @@ class FileSystem:
                 self._set_local(gone, changes)
                 return
             node = self._target(path, fh)
+            f = self._writing(node)
+            if f is not None:
+                self._fold_attrs(f, node, changes)
+                return
             f = self._files.get(node.ino)
             if f is not None and "mtime" in changes:
                 self._flush_file(f, caller)  # pending writes must not overwrite the time set here
@@ -407,7 +436,8 @@ class FileSystem:
                 with f.lock:
                     self.data.truncate_local(f, size)
                     f.mtime = time.time_ns()
-                    self._flush_file(f, caller, force=True)
+                    if f.writers == 0:
+                        self._flush_file(f, caller, force=True)
                 return
             cur = self.ns.attrs(node)
             if not cur.is_reg:
@@ -497,6 +527,9 @@ class FileSystem:
             f.refs += 1
             fh = next(self._fh)
             self._handles[fh] = f
+            if flags & os.O_ACCMODE != os.O_RDONLY:
+                f.writers += 1
+                self._writable.add(fh)
             return fh
 
     def _handle(self, fh: int) -> OpenFile:
@@ -522,7 +555,7 @@ class FileSystem:
                     offset = f.size
                 check_size(offset + len(data))
                 n = self.data.write(f, offset, data)
-            if f.dirty_bytes() >= DIRTY_LIMIT:
+            if f.dirty_bytes(self.block_size) >= files.DIRTY_LIMIT:
                 self._flush_file(f, caller)
             return n
 
@@ -538,9 +571,14 @@ class FileSystem:
         with operation("release"):
             with self._lock:
                 f = self._handles.pop(fh, None)
+                writer = fh in self._writable
+                self._writable.discard(fh)
             if f is None:
                 return
             try:
+                if writer:
+                    with f.lock:
+                        f.writers -= 1
                 self._flush_file(f, caller)
                 self._update_atime(f, caller)
             finally:
@@ -631,7 +669,7 @@ class FileSystem:
                 if node is None:
                     return False
                 inode = self.ns.attrs(node, 0.0 if node.entry.linked else None)
-                changed = inode.blocks != f.inode.blocks or inode.size != f.inode.size
+                changed = inode.blocks != f.inode.blocks or inode.size != f.inode.size or inode.data != f.inode.data
                 f.inode, f.size = inode, inode.size
                 return changed
 
@@ -641,20 +679,25 @@ class FileSystem:
                 return
             node = self._file_node(f)
             if node is None:
-                _, _, runs = self.data.take_dirty(f)
-                self.data.local_commit(f, runs)
+                self.data.local_commit(f)
                 return
             self._commit_file(f, node, caller)
 
     def _commit_file(self, f: OpenFile, node: Node, caller: Caller) -> None:
-        _, _, runs = self.data.take_dirty(f)
+        """One SetAttr for everything the file went through since its last commit: its new
+        contents (inline bytes or block runs), size, times, and any chmod, chown or utimens
+        made while it was open for writing."""
+        runs, data = self.data.contents(f)
         attrs = {"size": f.size}
         if f.mtime is not None:
             attrs["mtime"] = f.mtime
             attrs["ctime"] = f.mtime
+        if f.attrs:
+            attrs.update(f.attrs)
+            attrs["ctime"] = max(f.attrs.get("ctime", 0), f.mtime or 0)
         for attempt in range(4):
             try:
-                committed = self.ns.set_attrs(node, attrs, caller, "write", blocks=runs or None)
+                committed = self.ns.set_attrs(node, attrs, caller, "write", blocks=runs or None, data=data)
                 break
             except FsError as e:
                 if e.errno not in (errno.ENOENT, errno.ESTALE) or attempt == 3:
@@ -663,7 +706,7 @@ class FileSystem:
                 # views (by_ino, moved_out); with no name left, keep the data for our handles.
                 found = self._file_node(f, 0.0)
                 if found is None:
-                    self.data.local_commit(f, runs)
+                    self.data.local_commit(f)
                     return
                 node = found
-        self.data.after_commit(f, committed, runs)
+        self.data.after_commit(f, committed)

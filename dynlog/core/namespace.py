@@ -457,9 +457,10 @@ class Namespace:
 
     def set_attrs(self, node: Node, attrs: dict[str, int], caller: Caller, op: str,
                   blocks: tuple | None = None, check: Callable[[Inode], dict[str, int]] | None = None,
-                  touch_ctime: bool = True) -> Inode:
+                  touch_ctime: bool = True, data: bytes | None = None) -> Inode:
         """Change attributes (one conditional put). ``check`` may derive the changes from the
-        current inode inside the build (so they are validated against the freshest state)."""
+        current inode inside the build (so they are validated against the freshest state).
+        ``blocks`` maps new block versions; ``data`` replaces the contents inline."""
         jid, name = self.locate(node)
         ino = node.ino
 
@@ -471,7 +472,7 @@ class Namespace:
                 changes.update(check(cur))
             if touch_ctime:
                 changes.setdefault("ctime", tx.ts)
-            d.emit(SetAttr(at, changes, blocks, self.sb.block_size if (blocks or "size" in changes) else 0))
+            d.emit(SetAttr(at, changes, blocks, self.sb.block_size if (blocks or "size" in changes) else 0, data))
             return self._current(d, at, ino, node)
 
         return self._commit([jid], build, op, caller)

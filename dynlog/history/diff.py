@@ -80,7 +80,7 @@ def _collect(tree: Tree, path: str) -> dict[int, tuple[list[str], Inode]]:
 def modified(a: Inode, b: Inode) -> tuple[str, ...]:
     what = []
     if not a.is_dir:
-        if a.size != b.size or a.blocks != b.blocks or a.target != b.target or a.rdev != b.rdev:
+        if a.size != b.size or a.blocks != b.blocks or a.data != b.data or a.target != b.target or a.rdev != b.rdev:
             what.append("content")
         elif a.mtime != b.mtime:
             what.append("mtime")

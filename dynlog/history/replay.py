@@ -268,7 +268,7 @@ class Replayer:
                            (ev.from_dir, d), to=join(dpath, ev.name), details=det)
             self._add(ev.inode.ino, d, ev.name)
         elif isinstance(ev, SetAttr):
-            touch = set(ev.attrs) <= {"ctime"} and not ev.blocks  # e.g. the ctime of a directory moved elsewhere
+            touch = set(ev.attrs) <= {"ctime"} and not ev.blocks and ev.data is None  # e.g. the ctime of a directory moved elsewhere
             if ev.name == "":
                 self._line(rec, _attr_op(ev), dpath, d, (d,), details=_attr_details(ev), internal=touch)
                 return
@@ -319,7 +319,7 @@ class Replayer:
 
 def _attr_op(ev: SetAttr) -> str:
     a = ev.attrs
-    if ev.blocks:
+    if ev.blocks or ev.data is not None:
         return "write"
     if "size" in a:
         return "truncate"
@@ -343,6 +343,8 @@ def _attr_details(ev: SetAttr) -> dict[str, Any]:
             out[k] = ev.attrs[k]
     if ev.blocks:
         out["blocks"] = sum(c for _, c, _ in ev.blocks)
+    if ev.data is not None:
+        out["inline"] = len(ev.data)
     return out
 
 

@@ -109,6 +109,9 @@ class _Restorer:
         fh = fs.create(dest, 0o600, os.O_WRONLY | os.O_CREAT | os.O_EXCL, self.caller)
         try:
             bs = fs.block_size
+            if inode.data is not None:  # inline: the bytes are in the record itself
+                fs.write(fh, inode.data, 0, self.caller)
+                self.report.bytes += len(inode.data)
             todo = [(i, w) for s, c, w in inode.blocks for i in range(s, s + c) if i * bs < inode.size]
             for k in range(0, len(todo), READ_BATCH):
                 chunk = todo[k : k + READ_BATCH]

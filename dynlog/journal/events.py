@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from .inode import Inode, Run
+from .inode import Inode, Run, b64, unb64
 
 FORMAT_VERSION = 1
 
@@ -21,6 +21,9 @@ FORMAT_VERSION = 1
 class Event:
     kind: ClassVar[str] = ""
     registry: ClassVar[dict[str, type["Event"]]] = {}
+    # Fields added after format 1 shipped: left out of the JSON while None, so records written
+    # before them re-encode byte for byte and their hash chains still verify.
+    optional: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -30,8 +33,12 @@ class Event:
         d: dict[str, Any] = {"k": self.kind}
         for f in fields(self):
             v = getattr(self, f.name)
+            if v is None and f.name in self.optional:
+                continue
             if isinstance(v, Inode):
                 v = v.to_json()
+            elif isinstance(v, bytes) and f.name in self.optional:
+                v = {"b64": b64(v)}
             elif isinstance(v, bytes):
                 v = {"hex": v.hex()}
             elif isinstance(v, tuple):
@@ -49,6 +56,8 @@ class Event:
                 v = Inode.from_json(v)
             elif isinstance(v, dict) and "hex" in v:
                 v = bytes.fromhex(v["hex"])
+            elif isinstance(v, dict) and "b64" in v:
+                v = unb64(v["b64"])
             elif f.name == "blocks" and v is not None:
                 v = tuple((r[0], r[1], r[2]) for r in v)
             kw[f.name] = v
@@ -108,13 +117,17 @@ class MoveIn(Event):
 @dataclass(frozen=True)
 class SetAttr(Event):
     """Attribute changes: absolute values for mode, uid, gid, size, atime, mtime, ctime, nlink;
-    ``blocks``: runs written over the block map (a smaller size also cuts the map)."""
+    ``blocks``: runs written over the block map (a smaller size also cuts the map); ``data``: the
+    whole contents of a small file, inline (no block items). A file's close commits its size,
+    contents, times, owner and mode as one SetAttr: one event per logical change."""
 
     kind: ClassVar[str] = "setattr"
+    optional: ClassVar[tuple[str, ...]] = ("data",)
     name: str
     attrs: dict[str, int]
     blocks: tuple[Run, ...] | None = None
     block_size: int = 0
+    data: bytes | None = None
 
 
 @dataclass(frozen=True)

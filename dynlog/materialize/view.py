@@ -19,7 +19,7 @@ from sortedcontainers import SortedDict
 from ..journal.events import (
     Create, Detach, Event, InodeInit, Link, MoveIn, MoveOut, Orphaned, Remove, Rename, SetAttr, SetXattr,
 )
-from ..journal.inode import Inode, map_overlay, map_truncate, reference
+from ..journal.inode import Inode, reference, with_contents
 from ..journal.record import GENESIS_HASH, Record
 
 
@@ -145,15 +145,11 @@ class View:
         self.stale = False
 
 
-def apply_attrs(inode: Inode, attrs: dict[str, int], blocks: tuple | None, block_size: int) -> Inode:
-    out = replace(inode, **attrs)
-    runs = inode.blocks
-    if "size" in attrs and attrs["size"] < inode.size and block_size:
-        runs = map_truncate(runs, -(-attrs["size"] // block_size))
-    if blocks:
-        runs = map_overlay(runs, blocks)
-    if runs is not inode.blocks:
-        out = replace(out, blocks=runs)
+def apply_attrs(inode: Inode, attrs: dict[str, int], blocks: tuple | None, block_size: int,
+                data: bytes | None = None) -> Inode:
+    out = replace(inode, **{k: v for k, v in attrs.items() if k != "size"})
+    if "size" in attrs or blocks or data is not None:
+        out = with_contents(out, attrs.get("size", inode.size), blocks, data, block_size)
     return out
 
 
@@ -202,13 +198,13 @@ def _(ev: MoveIn, view: View, ts: int) -> None:
 def _(ev: SetAttr, view: View, ts: int) -> None:
     if ev.name == "":
         if view.subject is not None:
-            view.subject = apply_attrs(view.subject, ev.attrs, ev.blocks, ev.block_size)
+            view.subject = apply_attrs(view.subject, ev.attrs, ev.blocks, ev.block_size, ev.data)
         else:
             view.own.update(ev.attrs)
         return
     inode = view.entries.get(ev.name)
     if inode is not None:
-        view.entries[ev.name] = apply_attrs(inode, ev.attrs, ev.blocks, ev.block_size)
+        view.entries[ev.name] = apply_attrs(inode, ev.attrs, ev.blocks, ev.block_size, ev.data)
 
 
 @fold.register

@@ -685,7 +685,8 @@ def test_truncate_shrink_then_grow_reads_zeros(fs: FileSystem, new_client) -> No
     assert read_all(new_client(), "/g") == b"\xff" * 10 + b"\0" * (bs + 90)
 
 
-def test_large_file_across_flush_thresholds(fs: FileSystem, new_client) -> None:
+def test_large_file_across_flush_thresholds(fs: FileSystem, new_client, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("dynlog.core.files.DIRTY_LIMIT", 8 * 1024 * 1024)  # a commit every 8 MiB
     rnd = random.Random(20)
     size = 20 * 1024 * 1024 + 12345
     chunk = 1024 * 1024

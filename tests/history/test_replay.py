@@ -11,7 +11,7 @@ from dynlog.history.timeparse import format_time
 from dynlog.store.base import Put
 
 from .conftest import write_file
-from .script import run_script
+from .script import A_V1, B_V2, run_script
 
 
 def _events_json(out: str) -> list[dict]:
@@ -31,7 +31,9 @@ def test_replay_json_shows_each_step_in_order(fs, cli):
         assert e["time"].endswith("Z") and e["ts"] > sc.before
     sizes = {(e["op"], e["path"]): e.get("size") for e in evs}
     assert sizes[("write", "/src/main.c")] == 300_000
-    assert sizes[("truncate", "/docs/b.txt")] == 0
+    assert sizes[("write", "/docs/b.txt")] == len(B_V2)
+    inline = {e["path"]: e.get("inline") for e in evs if e["op"] == "write"}
+    assert inline == {"/docs/a.txt": len(A_V1), "/src/main.c": None, "/docs/b.txt": len(B_V2)}
     # each event falls inside its step's window
     t0 = sc.before
     i = 0
@@ -61,8 +63,7 @@ def test_replay_since_until_and_path_scope(fs, cli):
     a, b = sc.step("create main").at, sc.step("overwrite b").at
     rc, out, _ = cli("replay", "--json", "--since", format_time(a, 9), "--until", format_time(b, 9))
     got = [(e["op"], e["path"]) for e in _events_json(out) if not e.get("internal")]
-    assert got == [("rename", "/docs/a.txt"), ("rename", "/src/main.c"), ("truncate", "/docs/b.txt"),
-                   ("write", "/docs/b.txt")]
+    assert got == [("rename", "/docs/a.txt"), ("rename", "/src/main.c"), ("write", "/docs/b.txt")]
     # only /src's own journal: its mkdir, main.c's life there, the move out, tmp
     rc, out, _ = cli("replay", "/src", "--json")
     got = [(e["op"], e["path"]) for e in _events_json(out) if not e.get("internal")]
@@ -71,7 +72,7 @@ def test_replay_since_until_and_path_scope(fs, cli):
     # a single file: by inode, across its rename
     rc, out, _ = cli("replay", "/docs/b.txt", "--json")
     got = [e["op"] for e in _events_json(out) if not e.get("internal")]
-    assert got == ["create", "write", "rename", "truncate", "write", "chmod", "setxattr"]
+    assert got == ["create", "write", "rename", "write", "chmod", "setxattr"]
 
 
 def test_replay_shows_hosts_of_sessions(fs, cli, store):
