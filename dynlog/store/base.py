@@ -220,6 +220,19 @@ class Store(abc.ABC):
     def delete_items(self, table: Table, keys: Iterable[tuple[Any, Any]]) -> None:
         self.batch_write(table, deletes=list(keys))
 
+    def holds(self, writes: Sequence[Write]) -> bool:
+        """Whether the table holds exactly what ``writes`` wrote: every put's item as written,
+        no deleted item. Asked (one consistent read each) only after an ambiguous attempt whose
+        retry failed its condition: puts carry unique hashes, versions or holders, so an
+        identical item is our own write, applied by the attempt whose reply was lost."""
+        for w in writes:
+            if isinstance(w, Put):
+                if self.get(w.table, key_of(w.table, w.item)) != w.item:
+                    return False
+            elif self.get(w.table, w.key) is not None:
+                return False
+        return True
+
 
 class ChangeFeed(abc.ABC):
     """Follows the meta table's changes from "now" on."""

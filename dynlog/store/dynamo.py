@@ -3,12 +3,27 @@
 Retries: botocore's own retries are switched off (total_max_attempts=1) so that the one policy
 in ``retry.py`` is the only one, and every attempt is counted. Every call asks for
 ReturnConsumedCapacity=TOTAL and records it.
+
+Every write is safe to retry. A failure is *ambiguous* (AmbiguousStoreError) when the request
+may have been applied: a read timeout, a connection closed or reset once the request was
+sent, a 5xx. Throttling, a refused connection and a connect timeout are known not to have
+been applied. After an ambiguous attempt, a conditional put or delete whose retry fails its
+condition reads the item back (one consistent GetItem, counted like any request) and succeeds
+when the item is exactly what it wrote (a delete: when it is gone). A TransactWriteItems
+carries a ClientRequestToken, the same for every retry of one call, so DynamoDB itself
+answers a retry of an applied transaction with success (DynamoDB Local honours it too); if it
+still comes back cancelled on a condition after an ambiguous attempt, its puts are read back
+the same way. Batch writes put immutable items or delete unconditionally, so repeating them
+is harmless; their unprocessed items are retried. ``add`` (UpdateItem ADD) is the one write
+that is not idempotent: a retried ADD whose first try was applied adds twice. The inode
+allocator is its only user, and a double add only skips a range of inode numbers.
 """
 
 from __future__ import annotations
 
 import os
 import time
+import uuid
 from typing import Any, Iterator, Sequence
 
 import boto3
@@ -34,20 +49,21 @@ from .base import (
     key_of,
 )
 from .metrics import RequestMetrics
-from .retry import retry_transient
+from .retry import MAX_DELAY, AmbiguousStoreError, backoff_delay, outage_limit, retry_transient, retry_write
 
 _ser = TypeSerializer()
 _deser = TypeDeserializer()
 
+# Refused before being applied: a retry is safe and the first try left nothing behind.
 TRANSIENT_CODES = {
     "ProvisionedThroughputExceededException",
     "ThrottlingException",
     "RequestLimitExceeded",
-    "InternalServerError",
-    "ServiceUnavailable",
     "LimitExceededException",
-    "TransactionInProgressException",
 }
+# May have been applied (an earlier try of the same ClientRequestToken is still running, or the
+# server failed mid-way): like every 5xx, these make the call ambiguous.
+AMBIGUOUS_CODES = {"InternalServerError", "ServiceUnavailable", "TransactionInProgressException"}
 
 # Cancellation reasons of a TransactWriteItems that a retry may cure.
 TRANSIENT_CANCELLATION_CODES = {"TransactionConflict", "ProvisionedThroughputExceeded", "ThrottlingError"}
@@ -113,7 +129,9 @@ def _translate(e: botocore.exceptions.ClientError) -> Exception:
     status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
     if code == "ConditionalCheckFailedException":
         return JournalConflict(msg)
-    if code in TRANSIENT_CODES or status >= 500:
+    if code in AMBIGUOUS_CODES or status >= 500:
+        return AmbiguousStoreError(f"{code}: {msg}")
+    if code in TRANSIENT_CODES:
         return TransientStoreError(f"{code}: {msg}")
     if code == "ResourceNotFoundException":
         return StoreError(f"table not found: {msg}")
@@ -159,10 +177,14 @@ class DynamoStore(Store):
             if op == "transact_write_items" and e.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 err = self._cancellation(e, kw)
             raise err from e
-        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError,
-                botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError) as e:
-            self.metrics.record(_call_name(op))
+        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as e:
+            self.metrics.record(_call_name(op))  # never connected: nothing was sent
             raise TransientStoreError(str(e)) from e
+        except botocore.exceptions.HTTPClientError as e:
+            # ConnectionClosedError, ReadTimeoutError and the like: the request may have been
+            # applied and only the reply lost.
+            self.metrics.record(_call_name(op))
+            raise AmbiguousStoreError(str(e)) from e
         except botocore.exceptions.NoCredentialsError as e:
             raise StoreError("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)") from e
         except botocore.exceptions.BotoCoreError as e:
@@ -246,24 +268,31 @@ class DynamoStore(Store):
                     raise StoreError(f"table {name} has no stream with NEW_IMAGE: enable it (StreamViewType NEW_IMAGE)")
 
     # -- primitives --------------------------------------------------------------------
-    @retry_transient
     def put(self, put: Put) -> None:
-        try:
-            self._call("put_item", TableName=self._name(put.table), Item=to_ddb(put.item),
-                       **condition_expression(put.table, put.when))
-        except JournalConflict as e:
-            raise JournalConflict(str(e), keys=(key_of(put.table, put.item),)) from e
+        key = key_of(put.table, put.item)
 
-    @retry_transient
+        def attempt() -> None:
+            try:
+                self._call("put_item", TableName=self._name(put.table), Item=to_ddb(put.item),
+                           **condition_expression(put.table, put.when))
+            except JournalConflict as e:
+                raise JournalConflict(str(e), keys=(key,)) from e
+
+        retry_write(attempt, lambda: self.holds([put]), "put")
+
     def delete(self, delete: Delete) -> None:
         h, r = KEY_ATTRS[delete.table]
-        try:
-            self._call("delete_item", TableName=self._name(delete.table),
-                       Key=to_ddb({h: delete.key[0], r: delete.key[1]}), **condition_expression(delete.table, delete.when))
-        except JournalConflict as e:
-            raise JournalConflict(str(e), keys=(delete.key,)) from e
 
-    @retry_transient
+        def attempt() -> None:
+            try:
+                self._call("delete_item", TableName=self._name(delete.table),
+                           Key=to_ddb({h: delete.key[0], r: delete.key[1]}),
+                           **condition_expression(delete.table, delete.when))
+            except JournalConflict as e:
+                raise JournalConflict(str(e), keys=(delete.key,)) from e
+
+        retry_write(attempt, lambda: self.holds([delete]), "delete")
+
     def transact(self, writes: Sequence[Write]) -> None:
         if not writes or len(writes) > MAX_TRANSACTION_ITEMS:
             raise StoreError(f"a transaction takes 1 to {MAX_TRANSACTION_ITEMS} items, not {len(writes)}")
@@ -276,7 +305,9 @@ class DynamoStore(Store):
                 h, r = KEY_ATTRS[w.table]
                 items.append({"Delete": {"TableName": self._name(w.table), "Key": to_ddb({h: w.key[0], r: w.key[1]}),
                                          **condition_expression(w.table, w.when)}})
-        self._call("transact_write_items", TransactItems=items)
+        token = uuid.uuid4().hex  # one logical transaction: the same token on every retry
+        retry_write(lambda: self._call("transact_write_items", TransactItems=items, ClientRequestToken=token),
+                    lambda: self.holds(writes), "transact")
 
     @retry_transient
     def get(self, table: Table, key: tuple[Any, Any]) -> Item | None:
@@ -369,11 +400,11 @@ class DynamoStore(Store):
 
     @staticmethod
     def _backoff_unprocessed(pending: list[Any], attempt: int) -> int:
-        from .retry import MAX_ATTEMPTS, backoff_delay
-
+        """Unprocessed items are throttling in another form: wait, then send them again. The
+        wait is bounded by the same outage limit as every other retry."""
         if not pending:
-            return attempt
-        if attempt >= MAX_ATTEMPTS * 4:
+            return 0
+        if attempt * MAX_DELAY / 2 > outage_limit() + 1:  # the mean backoff at the cap, summed
             raise StoreError(f"{len(pending)} items stayed unprocessed after {attempt} attempts")
         time.sleep(backoff_delay(attempt))
         return attempt + 1

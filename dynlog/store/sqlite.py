@@ -4,6 +4,15 @@ Several processes on one host may open the same file; BEGIN IMMEDIATE serialises
 a trigger-fed ``changes`` table is the change feed that lets mounts follow each other.
 Capacity is reported in DynamoDB's units (1 KB per write unit, 4 KB per read unit) so that
 costs are comparable between the two stores.
+
+The file (and SQLite's -wal and -shm beside it, which SQLite creates with the database's
+mode) is created mode 0600: the store holds every file's bytes, so only its owner may read it,
+whatever the permissions inside the file system say.
+
+Retries follow the DynamoDB store's rule (see ``retry.py``): an error at COMMIT (a busy or
+failing database) leaves it unknown whether the transaction was applied, so a conditional
+write retried after one and then failing its condition reads the item back and succeeds when
+it holds exactly what it wrote.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from .base import (
 )
 from .codec import dumps_attrs, loads_attrs
 from .metrics import RequestMetrics
-from .retry import retry_transient
+from .retry import AmbiguousStoreError, retry_transient, retry_write
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (pk TEXT NOT NULL, sk TEXT NOT NULL, attrs TEXT NOT NULL, data BLOB,
@@ -98,6 +107,7 @@ class SqliteStore(Store):
         if conn is None:
             if not os.path.isdir(os.path.dirname(self.path) or "."):
                 raise StoreError(f"{self.source}: directory {os.path.dirname(self.path)} does not exist")
+            self._create_private()
             conn = sqlite3.connect(self.path, isolation_level=None, timeout=30, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -112,6 +122,18 @@ class SqliteStore(Store):
                 except sqlite3.Error:
                     pass
         return conn
+
+    def _create_private(self) -> None:
+        """Create the database file mode 0600 before SQLite would create it with the umask's
+        mode (0644 usually): SQLite gives -wal and -shm the mode of the database file."""
+        if os.path.exists(self.path):
+            return
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            pass  # another process created it first
+        except OSError as e:
+            raise StoreError(f"{self.source}: cannot create {self.path}: {e}") from e
 
     def _dead_threads(self) -> list[int]:
         """Thread ids holding a connection that are no longer threads of this process (a
@@ -136,10 +158,17 @@ class SqliteStore(Store):
             raise
         else:
             try:
-                conn.execute("COMMIT")
+                self._commit(conn)
             except sqlite3.OperationalError as e:
-                conn.execute("ROLLBACK")
-                raise TransientStoreError(str(e)) from e
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                # Whether the transaction reached the database is not known for sure.
+                raise AmbiguousStoreError(f"at COMMIT: {e}") from e
+
+    @staticmethod
+    def _commit(conn: sqlite3.Connection) -> None:
+        """COMMIT (a method of its own so that tests can make it fail after it committed)."""
+        conn.execute("COMMIT")
 
     def close(self) -> None:
         with self._conns_lock:
@@ -185,13 +214,11 @@ class SqliteStore(Store):
     def _key(self, w: Write) -> tuple[Any, Any]:
         return key_of(w.table, w.item) if isinstance(w, Put) else w.key
 
-    @retry_transient
     def put(self, put: Put) -> None:
-        self._single(put, "PutItem")
+        retry_write(lambda: self._single(put, "PutItem"), lambda: self.holds([put]), "put")
 
-    @retry_transient
     def delete(self, delete: Delete) -> None:
-        self._single(delete, "DeleteItem")
+        retry_write(lambda: self._single(delete, "DeleteItem"), lambda: self.holds([delete]), "delete")
 
     def _single(self, w: Write, call: str) -> None:
         if isinstance(w, Put):
@@ -210,7 +237,6 @@ class SqliteStore(Store):
                 raise JournalConflict(f"condition failed on {self._key(w)}", keys=(self._key(w),))
             self._apply(conn, w)
 
-    @retry_transient
     def transact(self, writes: Sequence[Write]) -> None:
         if not writes or len(writes) > MAX_TRANSACTION_ITEMS:
             raise StoreError(f"a transaction takes 1 to {MAX_TRANSACTION_ITEMS} items, not {len(writes)}")
@@ -222,15 +248,19 @@ class SqliteStore(Store):
         size = sum(item_size(w.item) if isinstance(w, Put) else 1 for w in writes)
         if size > MAX_TRANSACTION_BYTES:
             raise StoreError(f"a transaction of {size} bytes is over the limit of {MAX_TRANSACTION_BYTES}")
-        self.metrics.record("TransactWriteItems", capacity=2 * _units(size, 1024), items=len(writes))
-        with self._write_txn() as conn:
-            failed = tuple(
-                k for w, k in zip(writes, keys) if not check_condition(self._current(conn, w.table, *k), w.when)
-            )
-            if failed:
-                raise JournalConflict("transaction cancelled: condition failed", keys=failed)
-            for w in writes:
-                self._apply(conn, w)
+
+        def attempt() -> None:
+            self.metrics.record("TransactWriteItems", capacity=2 * _units(size, 1024), items=len(writes))
+            with self._write_txn() as conn:
+                failed = tuple(
+                    k for w, k in zip(writes, keys) if not check_condition(self._current(conn, w.table, *k), w.when)
+                )
+                if failed:
+                    raise JournalConflict("transaction cancelled: condition failed", keys=failed)
+                for w in writes:
+                    self._apply(conn, w)
+
+        retry_write(attempt, lambda: self.holds(writes), "transact")
 
     @retry_transient
     def get(self, table: Table, key: tuple[Any, Any]) -> Item | None:
