@@ -55,6 +55,7 @@ class MountOptions:
     attr_timeout: float | None = None
     log_file: str | None = None
     freshness: str = "auto"
+    outage_limit: float | None = None  # seconds the store may stay unreachable before EIO
 
     @property
     def allow_other(self) -> bool:
@@ -92,8 +93,10 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                 opts.endpoint_url = val
             elif key == "ttl" and eq:
                 opts.ttl = _number(key, val)
-            elif key in ("entry_timeout", "attr_timeout") and eq:
+            elif key in ("entry_timeout", "attr_timeout", "outage_limit") and eq:
                 setattr(opts, key, _number(key, val))
+                if key == "outage_limit" and not opts.outage_limit:
+                    raise QuietError(f"mount option {item!r}: must be more than 0 seconds", 2)
             elif key == "log" and eq:
                 opts.log_file = val
             elif key == "freshness" and eq:
@@ -108,7 +111,7 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                 raise QuietError(
                     f"unknown mount option {item!r} (known: {', '.join(sorted(FUSE_FLAGS | FUSE_VALUED))}, "
                     "endpoint_url=URL, freshness=auto|direct|relay|ttl, ttl=SECONDS, entry_timeout=SECONDS, "
-                    "attr_timeout=SECONDS, log=FILE)", 2)
+                    "attr_timeout=SECONDS, outage_limit=SECONDS, log=FILE)", 2)
     return opts
 
 
@@ -121,7 +124,7 @@ def format_options(opts: MountOptions) -> str:
         parts.append(f"endpoint_url={opts.endpoint_url}")
     if opts.ttl != 1.0:
         parts.append(f"ttl={opts.ttl}")
-    for k in ("entry_timeout", "attr_timeout"):
+    for k in ("entry_timeout", "attr_timeout", "outage_limit"):
         if getattr(opts, k) is not None:
             parts.append(f"{k}={getattr(opts, k)}")
     if opts.log_file:
@@ -188,6 +191,10 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     from ..core.filesystem import FileSystem
     from ..fuse.operations import ATTR_TIMEOUT, ENTRY_TIMEOUT, DynlogFUSE, DynlogOperations
 
+    if opts.outage_limit:
+        from ..store.retry import set_outage_limit
+
+        set_outage_limit(opts.outage_limit)  # else DYNLOG_OUTAGE_LIMIT, or 120 s
     store = open_for_mount(source, endpoint)
     fs = FileSystem(store, ttl=opts.ttl, atime_policy="noatime" if opts.fuse.get("noatime") else "relatime")
     ops = DynlogOperations(
