@@ -329,7 +329,9 @@ class Bench:
     def mounted(self, mounter: Mounter, source: Source, proxy: Any | None) -> Iterator[tuple[Mount, Probe]]:
         ctl = self.work / f"counters-{uuid.uuid4().hex[:8]}.json"
         env = {**os.environ, "DYNLOG_BENCH_COUNTERS": str(ctl),
-               "PYTHONPATH": os.pathsep.join(filter(None, [str(HOOK_DIR), os.environ.get("PYTHONPATH")]))}
+               # REPO too: the daemon (and the hook, which imports dynlog before ``-m`` puts the
+               # working directory on sys.path) must run this checkout, not the installed one
+               "PYTHONPATH": os.pathsep.join(filter(None, [str(HOOK_DIR), str(REPO), os.environ.get("PYTHONPATH")]))}
         m = mounter.mount(source, env=env, timeout=max(60.0, self.cfg.stage_timeout / 4))
         try:
             yield m, Probe(Counters(ctl), proxy)
@@ -567,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="files extracted, unmeasured, before the first DynamoDB column (JVM warm-up; 0: none)")
     ap.add_argument("--ddb-endpoint", default=None, help="use this DynamoDB Local instead of starting one")
     ap.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
+    ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON to this file")
     args = ap.parse_args(argv)
     cfg = Config(args.files, args.dirs, args.git_files, args.mb, args.seed, args.stage_timeout, args.idle_seconds,
                  args.warmup_files)
@@ -613,9 +616,12 @@ def main(argv: list[str] | None = None) -> int:
             if server is not None and not args.ddb_endpoint:
                 server.close()
     failed = any(c.error and "no proxy" not in c.error for c in cols)
+    doc = json.dumps({"commit": commit(), "config": asdict(cfg), "argv": sys.argv[1:] if argv is None else argv,
+                      "seconds": time.monotonic() - started, "columns": [asdict(c) for c in cols]}, indent=1)
+    if args.json_out:
+        args.json_out.write_text(doc)
     if args.json:
-        print(json.dumps({"commit": commit(), "config": asdict(cfg), "argv": sys.argv[1:],
-                          "seconds": time.monotonic() - started, "columns": [asdict(c) for c in cols]}, indent=1))
+        print(doc)
     else:
         print(f"commit {commit()}, {os.cpu_count()} cores, {time.monotonic() - started:.0f} s\n")
         print(format_table(cols, cfg))
