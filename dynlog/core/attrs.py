@@ -46,7 +46,10 @@ def components(path: str) -> list[str]:
 
 def allocated_bytes(inode: Inode, block_size: int) -> int:
     """What ``st_blocks`` reports: the mapped blocks, each counted only up to the file's size,
-    rounded up to 4 KiB, so a small file does not look like a whole block."""
+    rounded up to 4 KiB, so a small file does not look like a whole block. Inline bytes count
+    as allocated: ``tar --sparse`` and ``cp`` take a file with no blocks for all holes."""
+    if inode.data is not None:
+        return -(-inode.size // 4096) * 4096
     total = 0
     for start, count, _ in inode.blocks:
         lo = start * block_size

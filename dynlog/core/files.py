@@ -235,6 +235,10 @@ class FileData:
         with f.lock:
             self._wait_uploads(f)
             bs = self.block_size
+            if f.inode.data is not None:  # inline: its bytes become block 0's; contents() decides again
+                if f.inode.data and 0 not in f.dirty:
+                    f.dirty[0] = bytearray(f.inode.data)
+                f.inode = replace(f.inode, data=None)
             for i in [i for i in f.dirty if i * bs >= size]:
                 del f.dirty[i]
             for i in [i for i in f.staged if i * bs >= size]:

@@ -23,11 +23,11 @@ def main() -> None:
     caller = Caller(0, 0, os.getpid())
     real = Namespace.set_attrs
 
-    def die_before_commit(self, node, attrs, caller, op, blocks=None, check=None):  # type: ignore[no-untyped-def]
+    def die_before_commit(self, node, attrs, caller, op, blocks=None, **kw):  # type: ignore[no-untyped-def]
         if op == "write" and blocks:
             print("blocks written; dying before the commit", flush=True)
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(self, node, attrs, caller, op, blocks=blocks, check=check)
+        return real(self, node, attrs, caller, op, blocks=blocks, **kw)
 
     Namespace.set_attrs = die_before_commit  # type: ignore[method-assign]
     data = random.Random(int(seed)).randbytes(int(size))
