@@ -24,7 +24,7 @@ from .. import schema
 from ..errors import FsError, JournalConflict
 from ..store.base import ABSENT, Cond, Put, Store
 from ..store.metrics import operation
-from .sessions import LivenessCache
+from .sessions import LivenessCache, running
 
 EOF_ = 2**63 - 1  # "to the end of the file, however far it grows"
 TABLE = "t"
@@ -116,6 +116,10 @@ class LockManager:
         """F_SETLK / F_SETLKW (``wait``) and flock; type_ "u" unlocks. Raises EAGAIN (or
         EWOULDBLOCK for flock) when a conflicting lock is held and ``wait`` is false."""
         delay = 0.01
+        sess = running(self.session)
+        if sess is not None and type_ != "u":
+            # A lock outlives its holder only by the holder's lease: make sure it is the short one.
+            sess.hold_short_lease(True)
         with operation("setlk" if kind == "p" else "flock"):
             while True:
                 version, raw = self._read(ino)
@@ -145,6 +149,10 @@ class LockManager:
                     owners.add(owner)
                 else:
                     owners.discard(owner)
+                    if not owners:
+                        del self.held[ino]
+                if sess is not None and not self.held:
+                    sess.hold_short_lease(False)  # no lock left here: heartbeats may back off again
                 return
 
     def release_owner(self, ino: int, owner: int, kind: str = "p") -> None:

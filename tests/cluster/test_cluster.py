@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from typing import Callable, Iterator
 
 import pytest
 
@@ -18,33 +17,9 @@ from dynlog.core.superblock import mkfs
 from dynlog.errors import FsError
 from dynlog.store.base import Store
 
+from .conftest import wait_for
+
 C = Caller(0, 0, 1)
-
-
-@pytest.fixture
-def clients(store: Store, store_factory: Callable[[], Store]) -> Iterator[Callable[..., FileSystem]]:
-    mkfs(store)
-    made: list[FileSystem] = []
-
-    def make(services: bool = True, **kw) -> FileSystem:
-        fs = FileSystem(store_factory())
-        if services:
-            fs.start_services("/mnt/test", **kw)
-        made.append(fs)
-        return fs
-
-    yield make
-    for fs in made:
-        fs.close()
-
-
-def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.01)
-    return cond()
 
 
 def names(fs: FileSystem, path: str) -> set[str]:
