@@ -19,7 +19,10 @@ from .dynamo import DynamoStore, from_ddb
 
 log = structlog.get_logger(__name__)
 
-DISCOVERY_INTERVAL = 5.0
+# Shards are listed again this often. A split or rotation closes the parent shard, and reading
+# a closed shard to its end triggers a listing at once (below), so the timer is only a safety
+# net: at 5 s it was 0.2 DescribeStream/s, half of an idle file system's stream budget.
+DISCOVERY_INTERVAL = 60.0
 
 
 class DynamoStreamFeed(ChangeFeed):
