@@ -48,7 +48,7 @@ from .base import (
     check_unique_keys,
     key_of,
 )
-from .metrics import RequestMetrics
+from .metrics import RequestMetrics, timed
 from .retry import MAX_DELAY, AmbiguousStoreError, backoff_delay, outage_limit, retry_transient, retry_write
 
 _ser = TypeSerializer()
@@ -164,6 +164,7 @@ class DynamoStore(Store):
     def _name(self, table: Table) -> str:
         return self.meta_table if table == "meta" else self.blocks_table
 
+    @timed  # latency per request, for dynlog stats (dynlog/store/metrics.py)
     def _call(self, op: str, **kw: Any) -> dict[str, Any]:
         """Every request passes here: counted, capacity recorded, errors translated."""
         if op not in ("describe_table", "create_table", "list_tables", "describe_stream", "get_shard_iterator",

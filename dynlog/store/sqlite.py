@@ -48,7 +48,7 @@ from .base import (
     prefix_end,
 )
 from .codec import dumps_attrs, loads_attrs
-from .metrics import RequestMetrics
+from .metrics import RequestMetrics, timed
 from .retry import AmbiguousStoreError, retry_transient, retry_write
 
 SCHEMA = """
@@ -214,9 +214,11 @@ class SqliteStore(Store):
     def _key(self, w: Write) -> tuple[Any, Any]:
         return key_of(w.table, w.item) if isinstance(w, Put) else w.key
 
+    @timed
     def put(self, put: Put) -> None:
         retry_write(lambda: self._single(put, "PutItem"), lambda: self.holds([put]), "put")
 
+    @timed
     def delete(self, delete: Delete) -> None:
         retry_write(lambda: self._single(delete, "DeleteItem"), lambda: self.holds([delete]), "delete")
 
@@ -237,6 +239,7 @@ class SqliteStore(Store):
                 raise JournalConflict(f"condition failed on {self._key(w)}", keys=(self._key(w),))
             self._apply(conn, w)
 
+    @timed
     def transact(self, writes: Sequence[Write]) -> None:
         if not writes or len(writes) > MAX_TRANSACTION_ITEMS:
             raise StoreError(f"a transaction takes 1 to {MAX_TRANSACTION_ITEMS} items, not {len(writes)}")
@@ -263,6 +266,7 @@ class SqliteStore(Store):
         retry_write(attempt, lambda: self.holds(writes), "transact")
 
     @retry_transient
+    @timed
     def get(self, table: Table, key: tuple[Any, Any]) -> Item | None:
         item = self._current(self._conn(), table, *key)
         self.metrics.record("GetItem", capacity=_units(item_size(item) if item else 1, 4096), items=1)
@@ -299,6 +303,7 @@ class SqliteStore(Store):
             last = rows[-1][KEY_ATTRS[table][1]]
 
     @retry_transient
+    @timed
     def _page(self, table: Table, sql: str, args: list[Any], limit: int | None) -> tuple[list[Item], bool]:
         """One query page: like DynamoDB, at most 1 MB of items (or ``limit`` items)."""
         cur = self._conn().execute(sql, args)
@@ -317,6 +322,7 @@ class SqliteStore(Store):
         return out, full
 
     @retry_transient
+    @timed
     def batch_get(self, table: Table, keys: Sequence[tuple[Any, Any]]) -> list[Item]:
         keys = list(dict.fromkeys(keys))  # asking twice for one item returns it once
         conn = self._conn()
@@ -333,6 +339,7 @@ class SqliteStore(Store):
         return out
 
     @retry_transient
+    @timed
     def batch_write(self, table: Table, puts: Sequence[Item] = (), deletes: Sequence[tuple[Any, Any]] = ()) -> None:
         writes: list[Write] = [Put(table, p) for p in puts] + [Delete(table, k) for k in deletes]
         check_unique_keys([self._key(w) for w in writes], "a batch write")
@@ -347,6 +354,7 @@ class SqliteStore(Store):
                     self._apply(conn, w)
 
     @retry_transient
+    @timed
     def add(self, table: Table, key: tuple[Any, Any], attr: str, amount: int) -> int:
         self.metrics.record("UpdateItem", capacity=1.0, items=1)
         with self._write_txn() as conn:
