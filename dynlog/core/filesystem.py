@@ -6,6 +6,7 @@ operations without a kernel. Paths are strings in which non-UTF-8 bytes are surr
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import itertools
 import os
@@ -35,7 +36,7 @@ from .namespace import Namespace, Node
 from .superblock import load_superblock
 
 if False:  # typing only
-    from ..cluster.follower import Invalidate
+    from ..cluster.follower import Follower, Invalidate
     from ..cluster.locks import Lock, LockManager
     from ..store.base import ChangeFeed
 
@@ -43,8 +44,10 @@ log = structlog.get_logger(__name__)
 
 UTIME_NOW = "now"
 ATIME_REFRESH_NS = 24 * 3600 * 10**9  # relatime: refresh an atime older than a day
-FEED_TTL = 30.0  # revalidation floor when a change feed keeps views fresh
-MISS_MAX_AGE = 0.0  # a lookup that misses re-reads the parent's view if older than this (s)
+# Freshness bound of a followed mount (docs/ARCHITECTURE.md, "Freshness"): a view is used as it
+# is while the change feed vouches for it (Follower.confirmed_at) or it was read within this
+# many seconds; otherwise the operation that needs it re-reads the journal's tail (one Query).
+FRESH_BOUND = 1.0
 XATTR_CREATE, XATTR_REPLACE = 1, 2
 FALLOC_FL_KEEP_SIZE = 1
 
@@ -72,7 +75,12 @@ class FileSystem:
         self.ns = Namespace(store, self.sb, self.cache, self.committer, self.allocator, ttl=ttl)
         self.data = FileData(BlockStore(store, self.sb.block_size, BlockCache(block_cache_bytes)), self.session)
         self.block_size = self.sb.block_size
-        self.open_max_age = 0.0 if ttl > 0 else 0.0  # close-to-open: open() re-reads the parent's tail
+        self.open_max_age = 0.0  # close-to-open: open() re-reads the parent's tail
+        # A lookup that misses re-reads the parent's tail when older than this: always without a
+        # feed (a name another mount just created is found); within the bound on a followed mount,
+        # so that tar's lookup before each create costs nothing.
+        self.miss_max_age = 0.0
+        self.follower: "Follower | None" = None
         self._files: dict[int, OpenFile] = {}
         self._handles: dict[int, OpenFile] = {}
         self._writable: set[int] = set()  # handles open for writing
@@ -103,9 +111,11 @@ class FileSystem:
             raise FsError(errno.EINVAL, f"freshness must be auto, direct, relay or ttl, not {freshness!r}")
         self.freshness = freshness if feed is not None else "ttl"
         if feed is not None:
-            self.follower = Follower(self.cache, feed, on_invalidate)
-            self.follower.start()
-            self.ns.ttl = FEED_TTL
+            follower = self.follower = Follower(self.cache, feed, on_invalidate)
+            self.cache.confirmed = lambda: follower.confirmed_at if follower.healthy else float("-inf")
+            follower.start()
+            self.ns.ttl = FRESH_BOUND
+            self.miss_max_age = FRESH_BOUND
 
     def open_block_versions(self) -> dict[int, list[str]]:
         """For the session heartbeat: the block versions of every regular file open here."""
@@ -116,10 +126,11 @@ class FileSystem:
     def stop_services(self) -> None:
         if getattr(self, "_locks", None) is not None:
             self._locks.release_all()
-        follower = getattr(self, "follower", None)
+        follower = self.follower
         if follower is not None:
             follower.stop()
             self.follower = None
+            self.cache.confirmed = lambda: float("-inf")
         sess = getattr(self, "session_item", None)
         if sess is not None:
             sess.stop(remove=True)
@@ -134,6 +145,14 @@ class FileSystem:
         self.stop_services()
         self.data.blocks.close()
 
+    def _op(self, name: str) -> "contextlib.AbstractContextManager[None]":
+        """Count the store requests made inside as file-system operation ``name``, and tell the
+        change-feed follower the mount is busy (it polls at its fast rate again)."""
+        follower = self.follower
+        if follower is not None:
+            follower.wake()
+        return operation(name)
+
     # -- reading metadata -------------------------------------------------------------------------
     def _node_attrs(self, node: Node) -> Inode:
         inode = self.ns.attrs(node)
@@ -144,7 +163,7 @@ class FileSystem:
         return inode
 
     def getattr(self, path: str, fh: int | None = None) -> dict[str, int]:
-        with operation("getattr"):
+        with self._op("getattr"):
             f = self._handles.get(fh) if fh is not None else None
             if f is not None:
                 node = self._file_node(f)
@@ -166,13 +185,13 @@ class FileSystem:
         except FsError as e:
             if e.errno != errno.ENOENT:
                 raise
-        with operation("lookup"):
+        with self._op("lookup"):
             ppath, _ = split_path(path)
-            self.ns.dir_view(self.ns.resolve_dir(ppath).ino, MISS_MAX_AGE)
+            self.ns.dir_view(self.ns.resolve_dir(ppath).ino, self.miss_max_age)
             return to_stat(self._node_attrs(self.ns.resolve(path)), self.block_size)
 
     def readdir(self, path: str) -> Iterator[tuple[str, dict[str, int] | None]]:
-        with operation("readdir"):
+        with self._op("readdir"):
             node = self.ns.resolve_dir(path)
             yield ".", None
             yield "..", None
@@ -180,7 +199,7 @@ class FileSystem:
                 yield name, {"st_mode": ent.mode, "st_ino": ent.ino}
 
     def readlink(self, path: str) -> str:
-        with operation("readlink"):
+        with self._op("readlink"):
             node = self.ns.resolve(path)
             inode = self.ns.attrs(node)
             if not inode.is_link:
@@ -188,7 +207,7 @@ class FileSystem:
             return inode.target
 
     def access(self, path: str, amode: int) -> None:
-        with operation("access"):
+        with self._op("access"):
             self.ns.resolve(path)  # permission bits are checked by the kernel (default_permissions)
 
     def statfs(self) -> dict[str, int]:
@@ -199,28 +218,28 @@ class FileSystem:
 
     # -- creating ---------------------------------------------------------------------------------
     def mknod(self, path: str, mode: int, rdev: int, caller: Caller) -> None:
-        with operation("mknod"):
+        with self._op("mknod"):
             if stat.S_IFMT(mode) == 0:
                 mode |= stat.S_IFREG
             self.ns.create_entry(path, mode, caller, "mknod", rdev=rdev)
 
     def mkdir(self, path: str, mode: int, caller: Caller) -> None:
-        with operation("mkdir"):
+        with self._op("mkdir"):
             self.ns.create_entry(path, stat.S_IFDIR | (mode & 0o7777), caller, "mkdir")
 
     def symlink(self, target: str, path: str, caller: Caller) -> None:
-        with operation("symlink"):
+        with self._op("symlink"):
             if len(os.fsencode(target)) > 4095:
                 raise FsError(errno.ENAMETOOLONG, "symlink target too long")
             self.ns.create_entry(path, stat.S_IFLNK | 0o777, caller, "symlink", target=target)
 
     def link(self, old: str, new: str, caller: Caller) -> None:
-        with operation("link"):
+        with self._op("link"):
             shared = self.ns.link(old, new, caller)
             self._relocate_open(shared.ino, None, "")
 
     def create(self, path: str, mode: int, flags: int, caller: Caller) -> int:
-        with operation("create"):
+        with self._op("create"):
             try:
                 inode = self.ns.create_entry(path, stat.S_IFREG | (mode & 0o7777), caller, "create")
             except FsError as e:
@@ -233,18 +252,18 @@ class FileSystem:
 
     # -- removing and renaming --------------------------------------------------------------------
     def unlink(self, path: str, caller: Caller) -> None:
-        with operation("unlink"):
+        with self._op("unlink"):
             ent = self.ns.unlink(path, caller)
             f = self._files.get(ent.ino)
             if f is not None and not ent.linked:
                 f.unlinked = True
 
     def rmdir(self, path: str, caller: Caller) -> None:
-        with operation("rmdir"):
+        with self._op("rmdir"):
             self.ns.rmdir(path, caller)
 
     def rename(self, old: str, new: str, flags: int, caller: Caller) -> None:
-        with operation("rename"):
+        with self._op("rename"):
             ent = self.ns.rename(old, new, flags, caller)
             dp, dname = split_path(new)
             if ent.ino in self._files:
@@ -344,7 +363,7 @@ class FileSystem:
             f.inode = replace(f.inode, **attrs)
 
     def chmod(self, path: str | None, mode: int, caller: Caller, fh: int | None = None) -> None:
-        with operation("chmod"):
+        with self._op("chmod"):
             gone = self._unlinked(fh)
             if gone is not None:
                 self._set_local(gone, {}, lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)})
@@ -358,7 +377,7 @@ class FileSystem:
             self._set_attrs(node, fh, {}, caller, "chmod", check=check)
 
     def chown(self, path: str | None, uid: int, gid: int, caller: Caller, fh: int | None = None) -> None:
-        with operation("chown"):
+        with self._op("chown"):
             changes = {}
             if uid != -1 and uid != 0xFFFFFFFF:
                 changes["uid"] = uid
@@ -388,7 +407,7 @@ class FileSystem:
     def utimens(self, path: str | None, atime: int | str | None, mtime: int | str | None, caller: Caller,
                 fh: int | None = None) -> None:
         """Times in ns; UTIME_NOW ("now") or None (UTIME_OMIT) for either."""
-        with operation("utimens"):
+        with self._op("utimens"):
             now = time.time_ns()
             changes = {}
             if atime is not None:
@@ -410,7 +429,7 @@ class FileSystem:
             self._set_attrs(node, fh, changes, caller, "utimens")
 
     def truncate(self, path: str | None, size: int, caller: Caller, fh: int | None = None) -> None:
-        with operation("truncate"):
+        with self._op("truncate"):
             check_size(size)
             g = self._handles.get(fh) if fh is not None else None
             node = None
@@ -450,7 +469,7 @@ class FileSystem:
     # -- xattrs -------------------------------------------------------------------------------------
     def getxattr(self, path: str | None, key: str, fh: int | None = None) -> bytes:
         """``fh``: a handle, for a file unlinked while open (no path names it any more)."""
-        with operation("getxattr"):
+        with self._op("getxattr"):
             gone = self._unlinked(fh)
             v = (gone.inode if gone is not None else self.ns.attrs(self.ns.resolve(str(path)))).xattr(key)
             if v is None:
@@ -458,13 +477,13 @@ class FileSystem:
             return v
 
     def listxattr(self, path: str | None, fh: int | None = None) -> list[str]:
-        with operation("listxattr"):
+        with self._op("listxattr"):
             gone = self._unlinked(fh)
             return [k for k, _ in (gone.inode if gone is not None else self.ns.attrs(self.ns.resolve(str(path)))).xattrs]
 
     def setxattr(self, path: str | None, key: str, value: bytes, flags: int, caller: Caller,
                  fh: int | None = None) -> None:
-        with operation("setxattr"):
+        with self._op("setxattr"):
             if len(key.encode("utf-8", "surrogateescape")) > 255:
                 raise FsError(errno.ERANGE, "xattr name too long")
             if len(value) > 64 * 1024:
@@ -476,7 +495,7 @@ class FileSystem:
             self.ns.set_xattr(self.ns.resolve(str(path)), key, value, flags & 3, caller)
 
     def removexattr(self, path: str | None, key: str, caller: Caller, fh: int | None = None) -> None:
-        with operation("removexattr"):
+        with self._op("removexattr"):
             gone = self._unlinked(fh)
             if gone is not None:
                 self._set_xattr_local(gone, key, None, 0)
@@ -496,7 +515,7 @@ class FileSystem:
 
     # -- files ----------------------------------------------------------------------------------------
     def open(self, path: str, flags: int, caller: Caller) -> int:
-        with operation("open"):
+        with self._op("open"):
             ppath, name = split_path(path)
             if name:
                 self.ns.dir_view(self.ns.resolve_dir(ppath).ino, self.open_max_age)  # close-to-open
@@ -539,7 +558,7 @@ class FileSystem:
         return f
 
     def read(self, fh: int, size: int, offset: int) -> bytes:
-        with operation("read"):
+        with self._op("read"):
             f = self._handle(fh)
             f.accessed = True
             return self.data.read(f, offset, size)
@@ -548,7 +567,7 @@ class FileSystem:
         """``append``: the handle was opened with O_APPEND, so write at the end of the file as
         this mount knows it (the kernel's offset comes from its cached size, which another
         mount's appends may have outdated)."""
-        with operation("write"):
+        with self._op("write"):
             f = self._handle(fh)
             with f.lock:
                 if append:
@@ -560,15 +579,15 @@ class FileSystem:
             return n
 
     def flush(self, fh: int, caller: Caller = ROOT) -> None:
-        with operation("flush"):
+        with self._op("flush"):
             self._flush_file(self._handle(fh), caller)
 
     def fsync(self, fh: int, caller: Caller = ROOT) -> None:
-        with operation("fsync"):
+        with self._op("fsync"):
             self._flush_file(self._handle(fh), caller)
 
     def release(self, fh: int, caller: Caller = ROOT) -> None:
-        with operation("release"):
+        with self._op("release"):
             with self._lock:
                 f = self._handles.pop(fh, None)
                 writer = fh in self._writable
@@ -603,7 +622,7 @@ class FileSystem:
         if node is None:
             return
         try:
-            with operation("atime"):
+            with self._op("atime"):
                 committed = self.ns.set_attrs(node, {"atime": now}, caller, "atime", touch_ctime=False)
         except FsError as e:
             log.debug("atime.skipped", ino=f.ino, error=str(e))
@@ -613,7 +632,7 @@ class FileSystem:
                 f.inode = committed
 
     def fallocate(self, fh: int, mode: int, offset: int, length: int, caller: Caller = ROOT) -> None:
-        with operation("fallocate"):
+        with self._op("fallocate"):
             if mode & ~FALLOC_FL_KEEP_SIZE:
                 raise FsError(errno.EOPNOTSUPP, "only plain and KEEP_SIZE fallocate are supported")
             f = self._handle(fh)
@@ -659,7 +678,7 @@ class FileSystem:
             self.locks.release_owner(f.ino, owner, kind)
 
     def _revalidate_file(self, f: OpenFile) -> bool:
-        with operation("revalidate"):
+        with self._op("revalidate"):
             with f.lock:
                 if f.pending:
                     return False

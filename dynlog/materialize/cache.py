@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from typing import Callable
 
 import structlog
 
@@ -33,6 +34,10 @@ class ViewCache:
         self._loading: dict[str, threading.Lock] = {}
         self.loads = 0
         self.fast_forwards = 0
+        # time.monotonic() up to which a change feed has applied (or marked stale) every change
+        # to the cached views; -inf without a feed. A view is as fresh as the later of this and
+        # its own last read (demand revalidation: docs/ARCHITECTURE.md, "Freshness").
+        self.confirmed: Callable[[], float] = lambda: float("-inf")
 
     def peek(self, jid: str) -> View | None:
         with self._lock:
@@ -56,9 +61,17 @@ class ViewCache:
                         self._loading.pop(jid, None)
                     self._evict()
                     return view
-        if view.stale or (max_age is not None and time.monotonic() - view.validated > max_age):
+        if view.stale or (max_age is not None and not self.fresh(view, max_age)):
             self.refresh(view)
         return view
+
+    def fresh(self, view: View, max_age: float) -> bool:
+        """Whether ``view`` may be used without re-reading: read, or vouched for by the feed,
+        within ``max_age`` seconds."""
+        now = time.monotonic()
+        if now - view.validated <= max_age:
+            return True
+        return max_age > 0 and now - self.confirmed() <= max_age
 
     def seed_empty(self, jid: str) -> None:
         """Cache the view of a journal this client knows to be empty (a directory it just

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import time
 from typing import Callable
 
 import pytest
@@ -20,6 +21,8 @@ from dynlog import schema
 from dynlog.core.attrs import ROOT
 from dynlog.core.filesystem import FileSystem
 from dynlog.core.superblock import mkfs
+from dynlog.errors import FsError
+from dynlog.journal.inode import INLINE_MAX
 from dynlog.store.base import QUERY_PAGE_BYTES, Store, item_size
 
 WRITE_CALLS = {"PutItem", "TransactWriteItems", "BatchWriteItem", "UpdateItem", "DeleteItem"}
@@ -246,3 +249,107 @@ def test_cold_stat_of_a_hard_linked_file(warm: FileSystem, store_factory) -> Non
     calls = measure(fresh, lambda: fresh.getattr("/a/f"))
     assert calls == {}
     fresh.close()
+
+
+# == a file's life: one commit at close ============================================================
+
+def tar_like_file(fs: FileSystem, path: str, data: bytes) -> None:
+    """What GNU tar does per file: openat(O_CREAT|O_TRUNC), write, futimens, fchown, fchmod, close."""
+    fh = fs.create(path, 0o600, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, ROOT)
+    fs.write(fh, data, 0, ROOT)
+    fs.utimens(None, 1_000_000_123, 2_000_000_456, ROOT, fh)
+    fs.chown(None, 7, 8, ROOT, fh)
+    fs.chmod(None, 0o640, ROOT, fh)
+    fs.flush(fh, ROOT)
+    fs.release(fh, ROOT)
+
+
+@pytest.mark.parametrize("size", [0, 100, 4096])
+def test_small_file_is_its_create_and_one_commit(warm: FileSystem, store_factory, size: int) -> None:
+    """A small file written the way tar writes it: the create's put and one put at close that
+    carries its bytes inline and every attribute set through the descriptor; no block item."""
+    fs = warm
+    data = os.urandom(size)
+    calls = measure(fs, lambda: tar_like_file(fs, "/a/small", data))
+    assert calls == {"PutItem": 2}, calls
+    other = FileSystem(store_factory(), ttl=LONG_TTL)
+    st = other.getattr("/a/small")
+    assert (st["st_size"], st["st_mode"] & 0o7777, st["st_uid"], st["st_gid"]) == (size, 0o640, 7, 8)
+    assert (st["st_atime"], st["st_mtime"]) == (1_000_000_123, 2_000_000_456)
+    fh = other.open("/a/small", os.O_RDONLY, ROOT)
+    assert other.read(fh, size + 10, 0) == data
+    other.release(fh, ROOT)
+    # one event for the whole life after the create, with every field
+    jid = schema.dir_journal(fs.getattr("/a")["st_ino"])
+    last = [r for r in fs.journals.read_after(jid, 0) if r.op == "write"][-1]  # (the reader's atime follows)
+    assert len(last.events) == 1
+    ev = last.events[0]
+    assert (ev.data or b"") == data and not ev.blocks
+    assert {"size", "mode", "uid", "gid", "atime", "mtime", "ctime"} <= set(ev.attrs)
+    assert list(fs.store.scan_partitions("blocks")) == []
+    other.close()
+
+
+def test_file_past_the_inline_limit_adds_one_block_write(warm: FileSystem, store_factory) -> None:
+    fs = warm
+    data = os.urandom(INLINE_MAX + 1)
+    calls = measure(fs, lambda: tar_like_file(fs, "/a/bigger", data))
+    assert calls == {"PutItem": 2, "BatchWriteItem": 1}, calls
+    other = FileSystem(store_factory(), ttl=LONG_TTL)
+    fh = other.open("/a/bigger", os.O_RDONLY, ROOT)
+    assert other.read(fh, len(data) + 1, 0) == data
+    other.release(fh, ROOT)
+    other.close()
+
+
+def test_inline_file_grows_into_blocks_and_shrinks_back(warm: FileSystem, store_factory) -> None:
+    fs = warm
+    tar_like_file(fs, "/a/g", b"abc")
+    fh = fs.open("/a/g", os.O_WRONLY, ROOT)
+    fs.write(fh, b"z" * 10_000, 3, ROOT)  # past the limit: the inline bytes move into block 0
+    fs.release(fh, ROOT)
+    other = FileSystem(store_factory(), ttl=LONG_TTL)
+
+    def contents(c: FileSystem) -> bytes:
+        h = c.open("/a/g", os.O_RDONLY, ROOT)
+        try:
+            return c.read(h, 1 << 20, 0)
+        finally:
+            c.release(h, ROOT)
+
+    assert contents(other) == b"abc" + b"z" * 10_000
+    fs.truncate("/a/g", 2, ROOT)
+    assert contents(FileSystem(store_factory(), ttl=LONG_TTL)) == b"ab"
+    other.close()
+
+
+def test_no_reads_on_the_create_path_of_a_followed_directory(store: Store, store_factory) -> None:
+    """A mount that follows the change feed answers tar's lookup before each create from its
+    view, and the create, writes and close read nothing either: writes only."""
+    mkfs(store, uid=0, gid=0)
+    fs = FileSystem(store)
+    fs.allocator.prefetch()
+    fs.mkdir("/t", 0o755, ROOT)
+    fs.start_services("/bench")
+    try:
+        assert fs.follower is not None
+        deadline = time.monotonic() + 30
+        while time.monotonic() - fs.cache.confirmed() > 0.5:
+            assert time.monotonic() < deadline, "the feed never vouched for the view"
+            time.sleep(0.05)
+        fs.getattr("/t")  # the feed's start marked cached views stale: the first use re-reads them
+        fs.store.metrics.reset()
+        for i in range(20):
+            path = f"/t/f{i}"
+            with pytest.raises(FsError):
+                fs.lookup(path)  # the kernel's lookup before O_CREAT
+            tar_like_file(fs, path, b"x" * (i * 50))
+        snap = fs.store.metrics.snapshot()
+        own: dict[str, int] = {}
+        for (op, c), t in snap.items():
+            if op != "follow":
+                own[c] = own.get(c, 0) + t.requests
+        assert reads(own) == 0, snap
+        assert writes(own) == 40, snap
+    finally:
+        fs.close()
