@@ -93,13 +93,24 @@ def _session_section(store: Store, sb: Superblock) -> list[tuple[str, str]]:
     for s in sorted(list_sessions(store), key=lambda s: s.started):
         state = "alive" if s.alive() else "dead"
         rows.append((s.id, f"{state}, {s.host} pid {s.pid} at {s.mountpoint or '-'}, since {_when(s.started)}, "
-                           f"heartbeat {_when(s.heartbeat)}"))
+                           f"heartbeat {_when(s.heartbeat)}, lease {s.lease():.0f} s"))
     return rows or [("sessions", "none")]
+
+
+def _idle_cost_section(store: Store, sb: Superblock) -> list[tuple[str, str]]:
+    """What one mount costs while idle, per month, from the adaptive-poll timings and prices."""
+    from ..observe.cost import projection_lines
+
+    rows = projection_lines()
+    if store.source.startswith("local:"):
+        rows.insert(0, ("note", "a local: store costs no DynamoDB money; the figures are for aws: file systems"))
+    return rows
 
 
 add_status_section("file system", _superblock_section)
 add_status_section("journals", _journal_section)
 add_status_section("sessions", _session_section)
+add_status_section("idle cost per mount", _idle_cost_section)
 
 
 def collect_status(store: Store) -> list[tuple[str, list[tuple[str, str]]]]:

@@ -11,7 +11,7 @@ from ..errors import QuietError, StoreError
 from .logging import configure_logging
 
 # module name -> registers these subcommands
-COMMAND_MODULES = ("mountcmd", "admin", "history", "maintenance", "bench", "iam")
+COMMAND_MODULES = ("mountcmd", "admin", "history", "maintenance", "bench", "iam", "stats")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,6 +56,7 @@ class MountOptions:
     log_file: str | None = None
     freshness: str = "auto"
     outage_limit: float | None = None  # seconds the store may stay unreachable before EIO
+    metrics: str | None = None  # ADDR:PORT of the Prometheus endpoint (dynlog/observe)
 
     @property
     def allow_other(self) -> bool:
@@ -99,6 +100,14 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                     raise QuietError(f"mount option {item!r}: must be more than 0 seconds", 2)
             elif key == "log" and eq:
                 opts.log_file = val
+            elif key == "metrics" and eq:
+                from ..observe.server import parse_address
+
+                try:
+                    parse_address(val)
+                except ValueError as e:
+                    raise QuietError(f"mount option {item!r}: {e}", 2) from None
+                opts.metrics = val
             elif key == "freshness" and eq:
                 if val not in FRESHNESS:
                     raise QuietError(f"mount option freshness={val!r}: one of {', '.join(FRESHNESS)}", 2)
@@ -111,7 +120,7 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                 raise QuietError(
                     f"unknown mount option {item!r} (known: {', '.join(sorted(FUSE_FLAGS | FUSE_VALUED))}, "
                     "endpoint_url=URL, freshness=auto|direct|relay|ttl, ttl=SECONDS, entry_timeout=SECONDS, "
-                    "attr_timeout=SECONDS, outage_limit=SECONDS, log=FILE)", 2)
+                    "attr_timeout=SECONDS, outage_limit=SECONDS, metrics=ADDR:PORT, log=FILE)", 2)
     return opts
 
 
@@ -129,6 +138,8 @@ def format_options(opts: MountOptions) -> str:
             parts.append(f"{k}={getattr(opts, k)}")
     if opts.log_file:
         parts.append(f"log={opts.log_file}")
+    if opts.metrics:
+        parts.append(f"metrics={opts.metrics}")
     if opts.freshness != "auto":
         parts.append(f"freshness={opts.freshness}")
     return ",".join(parts)
@@ -208,8 +219,12 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     fuse_opts.setdefault("max_threads", 64)
     fuse_opts.setdefault("max_idle_threads", 16)  # libfuse 3.14 complains when it is left unset
     log.info("mount.start", source=store.source, mountpoint=mountpoint, pid=os.getpid())
+    observers = None
     try:
         fs.start_services(mountpoint, on_invalidate=ops.on_invalidate, freshness=opts.freshness)
+        from ..observe.server import Observers
+
+        observers = Observers(fs, mountpoint, opts.metrics)  # dynlog stats socket, -o metrics endpoint
         DynlogFUSE(ops, mountpoint, foreground=True, debug=debug, default_permissions=True,
                    subtype="dynlog", **fuse_opts)
     except RuntimeError as e:
@@ -219,6 +234,8 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
         # it: that is the clean way down, and libfuse has unmounted already.
         log.info("mount.signalled", status=str(e))
     finally:
+        if observers is not None:
+            observers.close()
         ops.close()
         store.close()
     log.info("mount.end", mountpoint=mountpoint)
@@ -323,7 +340,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("mountpoint", metavar="MOUNTPOINT")
     p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTIONS",
                    help="comma-separated: allow_other, ro, noatime, nosuid, nodev, noexec, fsname=, "
-                        "endpoint_url=URL, ttl=SECONDS, entry_timeout=, attr_timeout=, log=FILE")
+                        "endpoint_url=URL, ttl=SECONDS, entry_timeout=, attr_timeout=, log=FILE, "
+                        "metrics=ADDR:PORT (Prometheus endpoint)")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (serve until unmounted)")
     p.set_defaults(func=cmd_mount)
 
