@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
 
 from .. import schema
-from ..data.blocks import WRITE_BATCH, BlockStore
+from ..data.blocks import READ_BATCH, WRITE_BATCH, BlockStore
 from ..errors import FsError
 from ..journal.inode import INLINE_MAX, Inode, Run, map_lookup, with_contents
 
@@ -55,6 +55,7 @@ class OpenFile:
     accessed: bool = False  # read since the last atime update (relatime: committed at close)
     sequential_until: int = 0  # readahead: the next block a sequential reader will want
     readahead: int = 0  # current readahead window in blocks (0: not sequential)
+    prefetched_until: int = 0  # readahead has been asked for every block below this
 
     @property
     def pending(self) -> bool:
@@ -135,11 +136,15 @@ class FileData:
             sequential = first in (f.sequential_until, f.sequential_until - 1)
             f.readahead = min(READAHEAD_MAX, max(READAHEAD_MIN, 2 * f.readahead)) if sequential else 0
             ahead = []
-            if f.readahead:
-                for i in range(last + 1, min(last + 1 + f.readahead, -(-f.size // bs))):
+            window_end = min(last + 1 + f.readahead, -(-f.size // bs))
+            start = max(last + 1, f.prefetched_until)
+            # ask for readahead in batches (one BatchGetItem of READ_BATCH keys), not a block per read
+            if f.readahead and (window_end - start >= READ_BATCH or (window_end > start and window_end * bs >= f.size)):
+                for i in range(start, window_end):
                     s = self._source(f, i) if i not in f.dirty else None
                     if isinstance(s, tuple):
                         ahead.append(s)
+                f.prefetched_until = window_end
             fetched = self.blocks.read(keys.values()) if keys else {}
             if ahead:
                 self.blocks.prefetch(ahead)
