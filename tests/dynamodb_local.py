@@ -9,7 +9,9 @@ error, never a skip: the DynamoDB half of the suite must not silently vanish.
         DynamoStore("us-east-1", "t123", endpoint_url=ddb.endpoint)
 
 The server runs ``-inMemory -sharedDb``: every client sees the same tables whatever its
-credentials and region, and nothing touches the disk.
+credentials and region, and nothing touches the disk. ``DynamoDBLocal(db_path=DIR, port=N)``
+keeps the database in DIR instead, so that a server stopped and started again on the same port
+(an outage) still holds its tables.
 """
 
 from __future__ import annotations
@@ -82,8 +84,11 @@ class DynamoDBLocal:
 
     START_TIMEOUT = 60.0
 
-    def __init__(self, jar_dir: Path | None = None, java: str | None = None) -> None:
+    def __init__(self, jar_dir: Path | None = None, java: str | None = None, *, db_path: Path | None = None,
+                 port: int | None = None) -> None:
         self.jar_dir = jar_dir or find_jar_dir()
+        self.db_path = db_path  # None: in memory
+        self.fixed_port = port  # None: a free port on every start
         self.java = java or shutil.which("java")
         if not self.java:
             raise DynamoDBLocalError("java is not installed (run ./scripts/install-deps)")
@@ -112,9 +117,10 @@ class DynamoDBLocal:
     def start(self) -> "DynamoDBLocal":
         last = ""
         for _ in range(3):  # the free port may be taken between probing and binding it
-            self.port = free_port()
+            self.port = self.fixed_port or free_port()
+            storage = ["-dbPath", str(self.db_path)] if self.db_path is not None else ["-inMemory"]
             cmd = [self.java, f"-Djava.library.path={self.jar_dir / 'DynamoDBLocal_lib'}", "-jar",
-                   str(self.jar_dir / "DynamoDBLocal.jar"), "-inMemory", "-sharedDb", "-disableTelemetry",
+                   str(self.jar_dir / "DynamoDBLocal.jar"), *storage, "-sharedDb", "-disableTelemetry",
                    "-port", str(self.port)]
             self.proc = subprocess.Popen(cmd, cwd=self.jar_dir, stdin=subprocess.DEVNULL, stdout=self._log,
                                          stderr=subprocess.STDOUT, start_new_session=True)

@@ -28,6 +28,8 @@ from dynlog.store.base import ABSENT, Cond, Delete, Put, Store
 from dynlog.store.dynamo import DynamoStore
 from dynlog.store.sqlite import SqliteStore
 
+pytestmark = pytest.mark.dynamodb  # DynamoDB Local, behind the fault proxy
+
 HARSH = FaultRates(throttle=0.1, server_error=0.1, lost_reply=0.3, reset=0.1)
 
 

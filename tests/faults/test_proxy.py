@@ -15,6 +15,8 @@ import pytest
 from dynamodb_local import FAKE_ENV, DynamoDBLocal, unique_table
 from dynlog.faults.proxy import FaultProxy, FaultRates
 
+pytestmark = pytest.mark.dynamodb  # DynamoDB Local, behind the fault proxy
+
 
 def _client(endpoint: str) -> Any:
     return boto3.client("dynamodb", endpoint_url=endpoint, region_name=FAKE_ENV["AWS_DEFAULT_REGION"],
