@@ -207,7 +207,9 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
 
         set_outage_limit(opts.outage_limit)  # else DYNLOG_OUTAGE_LIMIT, or 120 s
     store = open_for_mount(source, endpoint)
-    fs = FileSystem(store, ttl=opts.ttl, atime_policy="noatime" if opts.fuse.get("noatime") else "relatime")
+    # noatime by default: a read that writes costs a PutItem and a notice to every mount (docs/OPERATIONS.md, atime)
+    atime = next((k for k in ("strictatime", "relatime", "atime") if opts.fuse.get(k)), "noatime")
+    fs = FileSystem(store, ttl=opts.ttl, atime_policy="relatime" if atime == "atime" else atime)
     ops = DynlogOperations(
         fs,
         entry_timeout=ENTRY_TIMEOUT if opts.entry_timeout is None else opts.entry_timeout,
@@ -215,6 +217,8 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     )
     fuse_opts = dict(opts.fuse)
     debug = bool(fuse_opts.pop("debug", False))
+    for k in ("relatime", "strictatime"):  # dynlog's atime policy (above); libfuse refuses them as options
+        fuse_opts.pop(k, None)
     fuse_opts.setdefault("fsname", store.source.replace(",", "\\,"))
     fuse_opts.setdefault("max_threads", 64)
     fuse_opts.setdefault("max_idle_threads", 16)  # libfuse 3.14 complains when it is left unset

@@ -62,7 +62,7 @@ def without_setid(mode: int) -> int:
 
 
 class FileSystem:
-    def __init__(self, store: Store, *, session: str | None = None, ttl: float = 1.0, atime_policy: str = "relatime",
+    def __init__(self, store: Store, *, session: str | None = None, ttl: float = 1.0, atime_policy: str = "noatime",
                  entry_budget: int = 500_000, block_cache_bytes: int = 128 * 1024 * 1024) -> None:
         self.store = store
         self.atime_policy = atime_policy

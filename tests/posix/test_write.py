@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 import stat
+import uuid
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
+from mounted.conftest import Mount, Mounter, public_dir
 from posix_util import NOBODY, as_nobody, mode, raises, read, tick, times, touch
 
 BS = 128 * 1024
@@ -150,7 +154,22 @@ def test_owner_write_clears_setid_too(mnt: Path) -> None:
     assert as_nobody(write) == 0o755
 
 
-def test_read_updates_atime_relatime(mnt: Path) -> None:
+@pytest.fixture
+def relatime_mnt(posix_mount: Mount) -> Iterator[Path]:
+    """A second mount of the session's file system with ``-o relatime`` (the default is noatime)."""
+    base = public_dir("dynlog-relatime-")
+    m = Mounter(base)
+    try:
+        d = Path(m.mount(posix_mount.source, options="allow_other,relatime").path) / f"relatime-{uuid.uuid4().hex[:6]}"
+        d.mkdir()
+        yield d
+    finally:
+        m.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_read_updates_atime_relatime(relatime_mnt: Path) -> None:
+    mnt = relatime_mnt
     p = touch(mnt / "f", b"abc")
     os.utime(p, ns=(10**18, 15 * 10**17))  # atime older than mtime: relatime updates it on the next read
     assert read(p) == b"abc"
@@ -158,6 +177,14 @@ def test_read_updates_atime_relatime(mnt: Path) -> None:
     atime = times(p)[0]
     assert read(p) == b"abc"  # atime is now newer than mtime and ctime: no update (no write)
     assert times(p)[0] == atime
+
+
+def test_read_leaves_atime_by_default(mnt: Path) -> None:
+    """noatime is the default: a read writes nothing, so it costs no PutItem and no notice."""
+    p = touch(mnt / "f", b"abc")
+    os.utime(p, ns=(10**18, 15 * 10**17))
+    assert read(p) == b"abc"
+    assert times(p)[0] == 10**18
 
 
 def test_mmap_shared_write_and_read(mnt: Path) -> None:
