@@ -132,10 +132,13 @@ class Follower:
                     batch, complete = self.poll_once()
                 self.healthy = True
                 failures = 0
-            except DynlogError as e:
+            except Exception as e:  # noqa: BLE001 - a bug must not end freshness silently: keep trying
                 self.healthy = False
                 failures += 1
-                log.warning("follower.poll_failed", error=str(e), failures=failures)
+                if isinstance(e, DynlogError):
+                    log.warning("follower.poll_failed", error=str(e), failures=failures)
+                else:
+                    log.error("follower.poll_crashed", error=repr(e), failures=failures, exc_info=True)
                 self.cache.invalidate_all()
                 self._stop.wait(min(5.0, 0.2 * 2**failures))
                 continue
