@@ -62,6 +62,8 @@ sys.path.insert(0, str(REPO))
 from dynamodb_local import FAKE_ENV, REGION, DynamoDBLocal, unique_table  # noqa: E402
 from mounted.conftest import Mount, Mounter, Source, run_cli  # noqa: E402
 
+from dynlog.cli.bench import start_latency_proxy  # noqa: E402
+
 # The proxy counts forwarded requests per operation name; these are DynamoDB Streams' (not counted
 # in "all", as issue 8 does not count them), and "fault.*" keys are injected faults.
 STREAMS_OPS = frozenset({"GetRecords", "GetShardIterator", "DescribeStream", "ListStreams"})
@@ -448,25 +450,6 @@ def column_name(latency_ms: float | None) -> str:
     return "local store" if latency_ms is None else f"DynamoDB Local, {latency_ms:g} ms"
 
 
-def start_proxy(endpoint: str, latency_ms: float) -> Any | None:
-    """The latency-injecting proxy in front of DynamoDB Local (dynlog.faults.proxy). Without it a
-    0 ms column still runs, straight to DynamoDB Local and counted by dynlog alone."""
-    try:
-        from dynlog.faults import proxy as faults_proxy
-    except ImportError:
-        if latency_ms:
-            raise StageError("dynlog.faults.proxy is not there: cannot inject latency") from None
-        return None
-    # The proxy's handler writes a reply's headers and body in two segments; with Nagle's
-    # algorithm on, the body then waits for the client's delayed ACK, about 40 ms a request,
-    # which would swamp the latency being measured. TCP_NODELAY (what a DynamoDB endpoint's
-    # HTTP stack does) removes that; this is a no-op once the proxy sets it itself.
-    handler = getattr(faults_proxy, "_Handler", None)
-    if handler is not None and not getattr(handler, "disable_nagle_algorithm", True):
-        handler.disable_nagle_algorithm = True
-    return faults_proxy.FaultProxy(endpoint, latency_ms=latency_ms).start()
-
-
 def drop_tables(ddb: DynamoDBLocal, table: str) -> None:
     """Free DynamoDB Local's memory (it holds every table in its heap) once a column is done."""
     client = ddb.client()
@@ -485,16 +468,12 @@ def run_column(bench: Bench, col: Column, work: Path, ddb: Callable[[], DynamoDB
             return
         server = ddb()
         table = unique_table()
-        proxy = start_proxy(server.endpoint, col.latency_ms)
+        proxy = start_latency_proxy(server.endpoint, col.latency_ms)
         try:
             _mkfs(Source(f"aws:{REGION}/{table}", server.endpoint, "dynamodb"))  # no need to wait on mkfs
-            endpoint = proxy.endpoint if proxy is not None else server.endpoint
-            if proxy is None:
-                col.error = "no proxy (dynlog.faults.proxy missing): 'all' is dynlog's own count incl. the feed"
-            bench.run(col, Source(f"aws:{REGION}/{table}", endpoint, "dynamodb"), proxy, warm_up)
+            bench.run(col, Source(f"aws:{REGION}/{table}", proxy.endpoint, "dynamodb"), proxy, warm_up)
         finally:
-            if proxy is not None:
-                proxy.stop()
+            proxy.stop()
             drop_tables(server, table)
     except (StageError, AssertionError, OSError, subprocess.SubprocessError) as e:
         col.error = f"{type(e).__name__}: {e}".strip()[:2000]
@@ -615,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             if server is not None and not args.ddb_endpoint:
                 server.close()
-    failed = any(c.error and "no proxy" not in c.error for c in cols)
+    failed = any(c.error for c in cols)
     doc = json.dumps({"commit": commit(), "config": asdict(cfg), "argv": sys.argv[1:] if argv is None else argv,
                       "seconds": time.monotonic() - started, "columns": [asdict(c) for c in cols]}, indent=1)
     if args.json_out:
