@@ -48,6 +48,12 @@ ATIME_REFRESH_NS = 24 * 3600 * 10**9  # relatime: refresh an atime older than a 
 # is while the change feed vouches for it (Follower.confirmed_at) or it was read within this
 # many seconds; otherwise the operation that needs it re-reads the journal's tail (one Query).
 FRESH_BOUND = 1.0
+# A lookup that misses believes the parent's view only if this mount committed to it this
+# recently: then the directory is one this mount is busy writing in (tar's lookup before each
+# create, right after its previous file's commit) and the miss costs nothing. Otherwise the
+# tail is re-read first, so a name another mount created and closed just before is found
+# (close-to-open: the kernel looks a name up before it opens it).
+MISS_BOUND = 0.25
 XATTR_CREATE, XATTR_REPLACE = 1, 2
 FALLOC_FL_KEEP_SIZE = 1
 
@@ -76,10 +82,6 @@ class FileSystem:
         self.data = FileData(BlockStore(store, self.sb.block_size, BlockCache(block_cache_bytes)), self.session)
         self.block_size = self.sb.block_size
         self.open_max_age = 0.0  # close-to-open: open() re-reads the parent's tail
-        # A lookup that misses re-reads the parent's tail when older than this: always without a
-        # feed (a name another mount just created is found); within the bound on a followed mount,
-        # so that tar's lookup before each create costs nothing.
-        self.miss_max_age = 0.0
         self.follower: "Follower | None" = None
         self._files: dict[int, OpenFile] = {}
         self._handles: dict[int, OpenFile] = {}
@@ -115,7 +117,6 @@ class FileSystem:
             self.cache.confirmed = lambda: follower.confirmed_at if follower.healthy else float("-inf")
             follower.start()
             self.ns.ttl = FRESH_BOUND
-            self.miss_max_age = FRESH_BOUND
 
     def open_block_versions(self) -> dict[int, list[str]]:
         """For the session heartbeat: the block versions of every regular file open here."""
@@ -179,7 +180,9 @@ class FileSystem:
         """getattr as the kernel's lookup of a name needs it (the FUSE layer's getattr by path).
         The kernel looks a name up before it opens it, so for close-to-open a miss re-reads the
         tail of the parent's journal (one Query) before it is believed: a name another mount
-        created and closed just before is found. Hits cost nothing, as in getattr."""
+        created and closed just before is found. Unless this mount committed to that journal
+        within ``MISS_BOUND``: in a directory it is filling (tar, cp, a build's outputs) the
+        lookup before each create costs nothing. Hits cost nothing, as in getattr."""
         try:
             return self.getattr(path)
         except FsError as e:
@@ -187,7 +190,9 @@ class FileSystem:
                 raise
         with self._op("lookup"):
             ppath, _ = split_path(path)
-            self.ns.dir_view(self.ns.resolve_dir(ppath).ino, self.miss_max_age)
+            view = self.ns.dir_view(self.ns.resolve_dir(ppath).ino)
+            if time.monotonic() - view.committed > MISS_BOUND:
+                self.cache.refresh(view)
             return to_stat(self._node_attrs(self.ns.resolve(path)), self.block_size)
 
     def readdir(self, path: str) -> Iterator[tuple[str, dict[str, int] | None]]:

@@ -163,7 +163,7 @@ class Committer:
         for r in recs:
             v = views[r.jid]
             v.apply(r)
-            v.mark_validated()
+            v.mark_committed()
             self._evicted_meanwhile(v)
 
     def _evicted_meanwhile(self, view: View) -> None:
@@ -267,7 +267,7 @@ class Committer:
                             ok = True
                             view.apply(rec)
                             self._evicted_meanwhile(view)
-                            view.mark_validated()
+                            view.mark_committed()
                     else:
                         ok = True
                     if ok:

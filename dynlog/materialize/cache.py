@@ -44,7 +44,7 @@ class ViewCache:
             return self._views.get(jid)
 
     def get(self, jid: str, max_age: float | None = None) -> View:
-        """The view of ``jid``; re-read its tail if stale or validated longer than ``max_age`` ago."""
+        """The view of ``jid``; re-read its tail if stale or not fresh within ``max_age``."""
         with self._lock:
             view = self._views.get(jid)
             if view is not None:
@@ -66,8 +66,8 @@ class ViewCache:
         return view
 
     def fresh(self, view: View, max_age: float) -> bool:
-        """Whether ``view`` may be used without re-reading: read, or vouched for by the feed,
-        within ``max_age`` seconds."""
+        """Whether ``view`` may be used without re-reading: read (or committed to), or vouched
+        for by the feed, within ``max_age`` seconds."""
         now = time.monotonic()
         if now - view.validated <= max_age:
             return True
@@ -80,7 +80,7 @@ class ViewCache:
             if jid in self._views:
                 return
             view = View(jid)
-            view.mark_validated()
+            view.mark_committed()  # as good as a commit: this client made it, empty
             self._views[jid] = view
         self._evict()  # a seeded view counts against the budget like a loaded one
 

@@ -42,6 +42,7 @@ class View:
         self.orphans: dict[int, Orphaned] = {}
         self.lock = threading.RLock()
         self.validated = 0.0  # time.monotonic() of the last strongly consistent read of the tail
+        self.committed = 0.0  # time.monotonic() of this mount's last commit to the journal
         self.stale = False
         self.chain_ok = True
         self.removed = False  # the directory itself was removed (rmdir seals its journal)
@@ -143,6 +144,11 @@ class View:
     def mark_validated(self) -> None:
         self.validated = time.monotonic()
         self.stale = False
+
+    def mark_committed(self) -> None:
+        """This mount's own record just won head+1: the view is exactly the journal's head."""
+        self.mark_validated()
+        self.committed = self.validated
 
 
 def apply_attrs(inode: Inode, attrs: dict[str, int], blocks: tuple | None, block_size: int,
