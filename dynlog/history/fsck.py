@@ -37,6 +37,7 @@ from ..core.superblock import load_superblock
 from ..errors import FsError
 from ..journal.append import Committer, Tx
 from ..journal.events import SetAttr
+from ..journal.inode import INLINE_MAX, Inode
 from ..journal.log import JournalStore
 from ..journal.record import GENESIS_HASH
 from ..materialize.cache import ViewCache
@@ -105,6 +106,14 @@ class Fsck:
         self.progress = progress or Progress("fsck", enabled=False)
         self.report = FsckReport()
         self.states: dict[str, _JournalState] = {}
+
+    def check_inline(self, path: str, inode: Inode) -> None:
+        """A file's inline contents are exactly its size, under the limit, and never beside blocks."""
+        if inode.data is None:
+            return
+        if len(inode.data) != inode.size or inode.size > INLINE_MAX or inode.blocks:
+            self.problem("inline", f"{path}: inline contents of {len(inode.data)} bytes for a size of {inode.size}"
+                                   f"{' with blocks mapped' if inode.blocks else ''}")
 
     def problem(self, what: str, message: str, repairable: bool = False) -> Finding:
         f = Finding(what, message, repairable)
@@ -279,8 +288,10 @@ class Fsck:
                         self.problem("entry", f"{path}: hard link to inode {ent.ino}, whose journal i/{ent.ino} is missing")
                     else:
                         live.bids |= {schema.block_id(ent.ino, w) for _, _, w in ist.head.subject.blocks}
+                        self.check_inline(path, ist.head.subject)
                 else:
                     live.bids |= {schema.block_id(ent.ino, w) for _, _, w in ent.blocks}
+                    self.check_inline(path, ent)
         for path in sealed_live:
             self.problem("sealed", f"{path}: a live name points at a removed (sealed) directory")
         # Names per inode.

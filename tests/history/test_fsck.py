@@ -195,3 +195,18 @@ def test_unseen_unreferenced_blocks_are_a_note(fs, cli, store):
     store.batch_write("blocks", puts=[{"blockId": "77.zzz", "blockNum": 0, "data": b"in flight"}])
     rc, out, _ = cli("fsck")
     assert rc == 0 and "not yet seen by compact" in out
+
+
+def test_inline_contents_are_checked(fs, cli, store):
+    write_file(fs, "/small", b"tiny")
+    rc, out, _ = cli("fsck")
+    assert rc == 0, out
+    # a record (not written by dynlog) that puts more than the inline limit inline
+    jid = schema.dir_journal(schema.ROOT_INO)
+    js = JournalStore(store)
+    recs = js.read_after(jid, 0)
+    bad = Record(jid, recs[-1].seq + 1, (SetAttr("small", {"size": 5000}, None, 0, b"x" * 5000),), 1, "x", 0,
+                 "test", recs[-1].hash).sealed()
+    js.append(bad)
+    rc, out, _ = cli("fsck")
+    assert rc == 1 and "/small: inline contents of 5000 bytes" in out
