@@ -102,7 +102,7 @@ class FaultProxy:
         class Handler(_Handler):
             owner = proxy
 
-        server = ThreadingHTTPServer((self._host, self._port), Handler)
+        server = _QuietServer((self._host, self._port), Handler)
         server.daemon_threads = True
         server.request_queue_size = 128
         self._server = server
@@ -171,6 +171,15 @@ class FaultProxy:
     def _throttle_code(self) -> str:
         with self._lock:
             return self._rng.choice(["ThrottlingException", "ProvisionedThroughputExceededException"])
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """A client that goes away mid-reply (a SIGKILLed mount, a timeout) is normal here: no
+    traceback on stderr for it."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -113,9 +113,13 @@ def set_outage_limit(seconds: float) -> None:
     _outage.limit = float(seconds)
 
 
-def retry_call(fn: Callable[[], R], call: str) -> R:
-    """Run ``fn`` until it does not raise TransientStoreError, or the outage limit is past."""
+def retry_call(fn: Callable[[], R], call: str, budget: float | None = None) -> R:
+    """Run ``fn`` until it does not raise TransientStoreError, or the outage limit is past.
+
+    ``budget`` (seconds) bounds this one call further, for callers with a loop of their own that
+    must keep turning (the change feed): past it, the transient error itself is raised."""
     attempt = 0
+    deadline = None if budget is None else time.monotonic() + budget
     while True:
         try:
             result = fn()
@@ -124,6 +128,10 @@ def retry_call(fn: Callable[[], R], call: str) -> R:
             remaining = _outage.limit - (time.monotonic() - since)
             if remaining <= 0:
                 raise _outage.give_up(call, e) from e
+            if deadline is not None:
+                if time.monotonic() >= deadline:
+                    raise
+                remaining = min(remaining, deadline - time.monotonic())
             delay = min(backoff_delay(attempt), remaining)
             log.debug("store.retry", call=call, attempt=attempt + 1, delay=round(delay, 3), error=str(e))
             time.sleep(delay)

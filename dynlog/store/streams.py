@@ -13,9 +13,10 @@ from typing import Any
 
 import structlog
 
-from ..errors import StoreError
+from ..errors import StoreError, TransientStoreError
 from .base import Change, ChangeBatch, ChangeFeed
-from .dynamo import DynamoStore, from_ddb
+from .dynamo import DynamoStore, _translate, from_ddb
+from .retry import retry_call
 
 log = structlog.get_logger(__name__)
 
@@ -23,6 +24,7 @@ log = structlog.get_logger(__name__)
 # a closed shard to its end triggers a listing at once (below), so the timer is only a safety
 # net: at 5 s it was 0.2 DescribeStream/s, half of an idle file system's stream budget.
 DISCOVERY_INTERVAL = 60.0
+STREAM_RETRY_BUDGET = 3.0  # seconds one Streams request is retried before the poll fails
 
 
 class DynamoStreamFeed(ChangeFeed):
@@ -35,13 +37,23 @@ class DynamoStreamFeed(ChangeFeed):
         self._discover(initial=True)
 
     def _streams(self, op: str, **kw: Any) -> dict[str, Any]:
+        """One Streams request; throttling, 5xx and dropped connections are retried briefly
+        (stream reads are idempotent: an iterator may be read again), so that a fault costs a
+        short wait instead of a failed poll. A longer outage still surfaces to the follower."""
+        return retry_call(lambda: self._streams_once(op, **kw), "Streams." + op, budget=STREAM_RETRY_BUDGET)
+
+    def _streams_once(self, op: str, **kw: Any) -> dict[str, Any]:
         self.store.metrics.record("Streams." + op)
         import botocore.exceptions
 
         try:
             return getattr(self.store.streams, op)(**kw)
         except botocore.exceptions.ClientError as e:
-            raise StoreError(str(e)) from e
+            err = _translate(e)
+            raise (err if isinstance(err, TransientStoreError) else StoreError(str(e))) from e
+        except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError,
+                botocore.exceptions.HTTPClientError) as e:
+            raise TransientStoreError(str(e)) from e
         except botocore.exceptions.BotoCoreError as e:
             raise StoreError(str(e)) from e
 
