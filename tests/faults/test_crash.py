@@ -100,7 +100,14 @@ def test_sigkill_under_faults(faulty_fs: FaultyFs, mounter: Mounter, tmp_path: P
             work = subprocess.Popen([sys.executable, str(HERE / "crash_workload.py"),
                                      os.path.join(victim.path, f"c{cycle}"), str(ack_path), str(tree),
                                      str(rng.randrange(1 << 30))], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-            delay = rng.uniform(0.3, 2.5)
+            # The random moment counts from when the workload is under way (its database
+            # exists), not from its start: Python's start-up alone takes a second or two here.
+            started = time.monotonic()
+            while work.poll() is None and time.monotonic() - started < 60:
+                if ack_path.exists() and ack_path.read_text().startswith("sqlinit"):
+                    break
+                time.sleep(0.05)
+            delay = rng.uniform(0.2, 3.0)
             delays.append(round(delay, 2))
             time.sleep(delay)
             os.kill(victim.proc.pid, signal.SIGKILL)  # the daemon, at a random moment
