@@ -8,6 +8,21 @@ import sys
 import structlog
 
 
+class _StderrLogger:
+    """Prints to whatever ``sys.stderr`` is at the time of the call. structlog's PrintLogger keeps
+    the stream it was made with, and one configured by an in-process ``main()`` (tests, a
+    captured stderr that is later closed) then fails every later log call."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = err = critical = exception = fatal = failure = msg
+
+
+def _stderr_logger(*args: object) -> _StderrLogger:
+    return _StderrLogger()
+
+
 def configure_logging(verbosity: int = 0, json: bool = False) -> None:
     level = logging.DEBUG if verbosity >= 1 else logging.WARNING
     logging.basicConfig(level=level, stream=sys.stderr, format="%(message)s")
@@ -19,6 +34,6 @@ def configure_logging(verbosity: int = 0, json: bool = False) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger,
         cache_logger_on_first_use=False,
     )
