@@ -62,3 +62,9 @@ def lock_partition(ino: int) -> str:
 
 def block_id(ino: int, wid: str) -> str:
     return f"{ino}.{wid}"
+
+
+def ask_partition(session: str) -> str:
+    """Where other mounts ask ``session`` to release its write-behind leases (``wb/<session>``,
+    one item per asked journal and asker): the holder polls this one partition while it holds any."""
+    return f"wb/{session}"

@@ -57,6 +57,7 @@ class MountOptions:
     freshness: str = "auto"
     outage_limit: float | None = None  # seconds the store may stay unreachable before EIO
     metrics: str | None = None  # ADDR:PORT of the Prometheus endpoint (dynlog/observe)
+    writebehind: bool = False  # -o writebehind: write-behind directories (docs/ARCHITECTURE.md)
 
     @property
     def allow_other(self) -> bool:
@@ -100,6 +101,8 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                     raise QuietError(f"mount option {item!r}: must be more than 0 seconds", 2)
             elif key == "log" and eq:
                 opts.log_file = val
+            elif key in ("writebehind", "sync_dirops") and not eq:
+                opts.writebehind = key == "writebehind"
             elif key == "metrics" and eq:
                 from ..observe.server import parse_address
 
@@ -120,7 +123,7 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                 raise QuietError(
                     f"unknown mount option {item!r} (known: {', '.join(sorted(FUSE_FLAGS | FUSE_VALUED))}, "
                     "endpoint_url=URL, freshness=auto|direct|relay|ttl, ttl=SECONDS, entry_timeout=SECONDS, "
-                    "attr_timeout=SECONDS, outage_limit=SECONDS, metrics=ADDR:PORT, log=FILE)", 2)
+                    "attr_timeout=SECONDS, outage_limit=SECONDS, metrics=ADDR:PORT, log=FILE, writebehind, sync_dirops)", 2)
     return opts
 
 
@@ -142,6 +145,8 @@ def format_options(opts: MountOptions) -> str:
         parts.append(f"metrics={opts.metrics}")
     if opts.freshness != "auto":
         parts.append(f"freshness={opts.freshness}")
+    if opts.writebehind:
+        parts.append("writebehind")
     return ",".join(parts)
 
 
@@ -209,7 +214,8 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     store = open_for_mount(source, endpoint)
     # noatime by default: a read that writes costs a PutItem and a notice to every mount (docs/OPERATIONS.md, atime)
     atime = next((k for k in ("strictatime", "relatime", "atime") if opts.fuse.get(k)), "noatime")
-    fs = FileSystem(store, ttl=opts.ttl, atime_policy="relatime" if atime == "atime" else atime)
+    fs = FileSystem(store, ttl=opts.ttl, atime_policy="relatime" if atime == "atime" else atime,
+                    writebehind=opts.writebehind)
     ops = DynlogOperations(
         fs,
         entry_timeout=ENTRY_TIMEOUT if opts.entry_timeout is None else opts.entry_timeout,

@@ -34,6 +34,7 @@ from . import files
 from .files import FileData, OpenFile, check_size
 from .namespace import Namespace, Node
 from .superblock import load_superblock
+from ..writebehind import Settings, WriteBehind
 
 if False:  # typing only
     from ..cluster.follower import Follower, Invalidate
@@ -69,7 +70,11 @@ def without_setid(mode: int) -> int:
 
 class FileSystem:
     def __init__(self, store: Store, *, session: str | None = None, ttl: float = 1.0, atime_policy: str = "noatime",
-                 entry_budget: int = 500_000, block_cache_bytes: int = 128 * 1024 * 1024) -> None:
+                 entry_budget: int = 500_000, block_cache_bytes: int = 128 * 1024 * 1024,
+                 writebehind: bool = False, writebehind_settings: "Settings | None" = None) -> None:
+        """``writebehind``: take write-behind leases on directories this mount is busy in
+        (docs/ARCHITECTURE.md, "Write-behind directories"). Off or on, other mounts' leases are
+        honoured."""
         self.store = store
         self.atime_policy = atime_policy
         self.session = session or secrets.token_hex(4)
@@ -78,6 +83,8 @@ class FileSystem:
         self.cache = ViewCache(self.journals, entry_budget=entry_budget)
         self.committer = Committer(self.journals, self.cache, self.session)
         self.allocator = InodeAllocator(store)
+        self.wb = WriteBehind(store, self.journals, self.cache, self.committer, self.session, enabled=writebehind,
+                              settings=writebehind_settings)
         self.ns = Namespace(store, self.sb, self.cache, self.committer, self.allocator, ttl=ttl)
         self.data = FileData(BlockStore(store, self.sb.block_size, BlockCache(block_cache_bytes)), self.session)
         self.block_size = self.sb.block_size
@@ -143,6 +150,7 @@ class FileSystem:
                 self._flush_file(f, ROOT)
             except FsError as e:
                 log.warning("flush.failed_at_unmount", ino=f.ino, error=str(e))
+        self.wb.close()  # a durability point: every queued operation committed, leases released
         self.stop_services()
         self.data.blocks.close()
 
@@ -193,6 +201,7 @@ class FileSystem:
             view = self.ns.dir_view(self.ns.resolve_dir(ppath).ino)
             if time.monotonic() - view.committed > MISS_BOUND:
                 self.cache.refresh(view)
+                self.wb.settle_read(view)  # another mount's lease: it may have acknowledged the name
             return to_stat(self._node_attrs(self.ns.resolve(path)), self.block_size)
 
     def readdir(self, path: str) -> Iterator[tuple[str, dict[str, int] | None]]:
@@ -523,7 +532,8 @@ class FileSystem:
         with self._op("open"):
             ppath, name = split_path(path)
             if name:
-                self.ns.dir_view(self.ns.resolve_dir(ppath).ino, self.open_max_age)  # close-to-open
+                pview = self.ns.dir_view(self.ns.resolve_dir(ppath).ino, self.open_max_age)  # close-to-open
+                self.wb.settle_read(pview)
             node = self.ns.resolve(path)
             inode = self.ns.attrs(node, self.open_max_age if node.entry.linked else None)
             if inode.is_dir and flags & os.O_ACCMODE != os.O_RDONLY:
@@ -590,6 +600,12 @@ class FileSystem:
     def fsync(self, fh: int, caller: Caller = ROOT) -> None:
         with self._op("fsync"):
             self._flush_file(self._handle(fh), caller)
+            self.wb.sync_all()  # a durability point: the file's create and its parents' too
+
+    def syncfs(self) -> None:
+        """fsync of a directory, sync(2), syncfs(2): commit every write-behind operation queued."""
+        with self._op("syncfs"):
+            self.wb.sync_all()
 
     def release(self, fh: int, caller: Caller = ROOT) -> None:
         with self._op("release"):

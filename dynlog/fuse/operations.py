@@ -577,6 +577,13 @@ class DynlogOperations(Operations):
 
     @overrides(Operations)
     @fuse_op
+    def fsyncdir(self, path: str | None, datasync: int, fh: int) -> int:
+        """fsync of a directory (and syncfs through it): commit the write-behind queues."""
+        self.fs.syncfs()
+        return 0
+
+    @overrides(Operations)
+    @fuse_op
     def release(self, path: str | None, fh: int) -> int:
         self._append.discard(fh)
         with self._lock:

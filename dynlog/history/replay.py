@@ -209,6 +209,8 @@ class Replayer:
                                 op, rec.op, path, ino, dirs=dirs, **kw))
 
     def _describe(self, ev: Event, view: View, rec: Record) -> None:
+        if ev.kind == "stamp":
+            return  # times the operation after it (fold_record gives its lines that time)
         jid = rec.jid
         jino = schema.journal_ino(jid)
         if jid.startswith("i/"):

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 
 from .. import schema
 from ..errors import DynlogError
-from ..journal.events import Event
+from ..journal.events import Event, Stamp
 from ..journal.inode import Inode, Run
 from ..journal.log import JournalStore
 from ..journal.record import Record
@@ -56,10 +56,13 @@ def fold_record(view: View, rec: Record, hook: EventHook | None = None) -> None:
         raise SequenceGap(f"{view.jid}: record {rec.seq} after head {view.head}")
     if rec.prev != view.head_hash:
         view.chain_ok = False
+    cur = rec
     for ev in rec.events:
+        if isinstance(ev, Stamp):  # a write-behind batch: what follows is one operation of its own
+            cur = replace(rec, ts=ev.ts, uid=ev.uid, op=ev.op)
         if hook is not None:
-            hook(ev, view, rec)
-        fold(ev, view, rec.ts)
+            hook(ev, view, cur)
+        fold(ev, view, cur.ts)
     view.head = rec.seq
     view.head_hash = rec.hash
     view.head_ts = rec.ts
@@ -231,6 +234,9 @@ class Journals:
                 break
             if r.seq != view.head + 1:
                 return False
+            if point.ts is not None and _stamped_after(r, point.ts):
+                _fold_prefix(view, r, point.ts)  # a point inside a write-behind batch
+                break
             view.apply(r)
             i += 1
         # The state is right only if nothing between it and the next stored item is missing.
@@ -261,6 +267,22 @@ class Journals:
         if data.records and seq > data.records[-1].seq:
             return data.records[-1].ts
         raise HistoryUnavailable(f"{jid} has no record {seq}")
+
+
+def _stamped_after(rec: Record, ts: int) -> bool:
+    return any(isinstance(ev, Stamp) and ev.ts > ts for ev in rec.events)
+
+
+def _fold_prefix(view: View, rec: Record, ts: int) -> None:
+    """Fold the operations of a batch made at or before ``ts``. The view's head stays before
+    the record: it holds a state between two records, which only a batch has."""
+    cur = rec.ts
+    for ev in rec.events:
+        if isinstance(ev, Stamp):
+            if ev.ts > ts:
+                return
+            cur = ev.ts
+        fold(ev, view, cur)
 
 
 def _first_index_after(recs: list[Record], seq: int) -> int:

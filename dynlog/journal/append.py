@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import structlog
 
@@ -59,6 +59,27 @@ class Tx:
 
 Build = Callable[[Tx], Any]
 
+NOT_TAKEN: Any = object()
+
+
+class LeaseHooks(Protocol):
+    """Write-behind directory leases (dynlog/writebehind), seen from the committer. Every mount
+    honours other mounts' leases whether or not it takes any itself."""
+
+    def submit(self, jid: str, build: Build, op: str, uid: int) -> Any:
+        """Acknowledge a one-journal operation under this mount's lease (queued, committed by
+        the flusher): its result, or NOT_TAKEN for the synchronous path."""
+
+    def prepare(self, jids: list[str]) -> None:
+        """Before any view lock: commit queued batches that these journals depend on."""
+
+    def check(self, view: View) -> bool:
+        """Under the view's lock, before a synchronous commit to it: drain this mount's queued
+        events for it; False when another mount's live lease forbids appending now."""
+
+    def wait(self, jid: str) -> None:
+        """No lock held: ask the lease's holder to release it, and wait until it has (or expired)."""
+
 
 @dataclass
 class _Pending:
@@ -88,6 +109,7 @@ class Committer:
         self.group_commit = True
         self.conflicts = 0
         self.batched = 0
+        self.leases: LeaseHooks | None = None
 
     def _now(self) -> int:
         return self.clock()
@@ -95,6 +117,12 @@ class Committer:
     # -- public -------------------------------------------------------------------------------
     def commit(self, jids: list[str] | tuple[str, ...], build: Build, op: str, uid: int = 0) -> Any:
         """Run ``build`` against fresh drafts of ``jids`` and commit what it emits, atomically."""
+        if self.leases is not None:
+            if len(jids) == 1:
+                result = self.leases.submit(jids[0], build, op, uid)
+                if result is not NOT_TAKEN:
+                    return result
+            self.leases.prepare(list(jids))
         if len(jids) == 1 and self.group_commit:
             try:
                 return self._commit_grouped(jids[0], build, op, uid)
@@ -106,7 +134,11 @@ class Committer:
     def _commit_many(self, jids: list[str], build: Build, op: str, uid: int) -> Any:
         wanted = set(jids)
         refreshed_for_error = False
+        held: str | None = None
         for attempt in range(MAX_ATTEMPTS):
+            if held is not None and self.leases is not None:
+                self.leases.wait(held)
+                held = None
             order = sorted(wanted)
             views = [self.cache.get(j) for j in order]
             for v in views:
@@ -116,6 +148,10 @@ class Committer:
                 for v in views:
                     if v.stale:
                         self.cache.refresh(v)
+                if self.leases is not None:
+                    held = next((v.jid for v in views if not self.leases.check(v)), None)
+                    if held is not None:
+                        continue  # another mount's lease: wait for it without our locks
                 ts = self._now()
                 tx = Tx({v.jid: Draft(v, ts) for v in views}, ts)
                 try:
@@ -215,12 +251,18 @@ class Committer:
     def _commit_batch(self, jid: str, batch: list[_Pending]) -> None:
         live = list(batch)
         refreshed_for_error = False
+        held = False
         try:
             for attempt in range(MAX_ATTEMPTS):
+                if held and self.leases is not None:
+                    self.leases.wait(jid)
                 view = self.cache.get(jid)
                 with view.lock:
                     if view.stale:
                         self.cache.refresh(view)
+                    held = self.leases is not None and not self.leases.check(view)
+                    if held:
+                        continue  # another mount's lease: wait for it without the view lock
                     ts = self._now()
                     draft = Draft(view, ts)
                     tx = Tx({jid: draft}, ts)

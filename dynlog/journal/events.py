@@ -180,4 +180,36 @@ class Orphaned(Event):
     blocks: tuple[Run, ...] = ()
 
 
+@dataclass(frozen=True)
+class Stamp(Event):
+    """In a write-behind batch (docs/ARCHITECTURE.md, "Write-behind directories"): the events
+    after it, up to the next stamp, are one operation ``op`` made at ``ts`` by ``uid`` (the
+    record's own ts/uid/op are its first operation's). Folds use the stamp's ts, so a batch
+    folds exactly as the synchronous commits it replaces would have; replay and ``--at`` see
+    each operation with its own time."""
+
+    kind: ClassVar[str] = "stamp"
+    ts: int
+    uid: int
+    op: str
+
+
+@dataclass(frozen=True)
+class Lease(Event):
+    """Session ``session`` holds the directory's write-behind lease until ``until`` (ns, its
+    clock): no other mount appends to this journal before a Release or that time."""
+
+    kind: ClassVar[str] = "lease"
+    session: str
+    until: int
+
+
+@dataclass(frozen=True)
+class Release(Event):
+    """The write-behind lease of ``session`` ends: everything it acknowledged is committed."""
+
+    kind: ClassVar[str] = "release"
+    session: str
+
+
 NAMESPACE_EVENTS = (Create, Remove, Rename, MoveOut, MoveIn, Link)

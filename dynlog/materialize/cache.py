@@ -123,6 +123,13 @@ class ViewCache:
             view.stale = False
             return recs
 
+    def rebuild(self, view: View) -> None:
+        """Re-read a view whole from the store, in place (write-behind: a lease that turned out
+        lost leaves a view holding events the journal never got)."""
+        with view.lock:
+            view.adopt(self._load(view.jid))
+            view.mark_validated()
+
     def apply_records(self, view: View, recs: list[Record]) -> None:
         """Fold records this client just committed (the caller holds the view lock)."""
         for rec in recs:
@@ -173,7 +180,7 @@ class ViewCache:
             total = sum(len(v.entries) for v in self._views.values())
             while total > self.entry_budget and len(self._views) > 1:
                 jid, view = next(iter(self._views.items()))
-                if not view.lock.acquire(blocking=False):
+                if view.pinned or not view.lock.acquire(blocking=False):
                     self._views.move_to_end(jid)
                     break
                 try:

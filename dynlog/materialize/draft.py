@@ -82,6 +82,7 @@ class Draft(View):
         self.subject = view.subject
         self.ndirs = view.ndirs
         self.removed = view.removed
+        self.lease_holder, self.lease_until = view.lease_holder, view.lease_until
         self.events: list[Event] = []
 
     def emit(self, ev: Event) -> None:

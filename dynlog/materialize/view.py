@@ -17,7 +17,8 @@ from typing import Any
 from sortedcontainers import SortedDict
 
 from ..journal.events import (
-    Create, Detach, Event, InodeInit, Link, MoveIn, MoveOut, Orphaned, Remove, Rename, SetAttr, SetXattr,
+    Create, Detach, Event, InodeInit, Lease, Link, MoveIn, MoveOut, Orphaned, Release, Remove, Rename, SetAttr,
+    SetXattr, Stamp,
 )
 from ..journal.inode import Inode, reference, with_contents
 from ..journal.record import GENESIS_HASH, Record
@@ -46,6 +47,11 @@ class View:
         self.stale = False
         self.chain_ok = True
         self.removed = False  # the directory itself was removed (rmdir seals its journal)
+        # write-behind lease (Lease/Release events): its holder's session and expiry (ns)
+        self.lease_holder: str | None = None
+        self.lease_until = 0
+        self.head_session = ""  # session of the record at head (write-behind: recent foreign activity)
+        self.pinned = False  # holds write-behind events not yet committed: never evicted
 
     # -- folding ---------------------------------------------------------------------------
     def apply(self, rec: Record) -> None:
@@ -53,11 +59,15 @@ class View:
             raise SequenceGap(f"{self.jid}: record {rec.seq} after head {self.head}")
         if rec.prev != self.head_hash:
             self.chain_ok = False
+        ts = rec.ts
         for ev in rec.events:
-            fold(ev, self, rec.ts)
+            if isinstance(ev, Stamp):  # a write-behind batch: each operation at its own time
+                ts = ev.ts
+            fold(ev, self, ts)
         self.head = rec.seq
         self.head_hash = rec.hash
         self.head_ts = rec.ts
+        self.head_session = rec.session
 
     def put_entry(self, name: str, inode: Inode) -> None:
         old = self.entries.get(name)
@@ -111,6 +121,7 @@ class View:
             "moved": [[i, d, n] for i, (d, n) in self.moved_out.items()],
             "orphans": [o.to_json() for o in self.orphans.values()],
             "removed": int(self.removed),
+            **({"lease": [self.lease_holder, self.lease_until]} if self.lease_holder is not None else {}),
         }
 
     @classmethod
@@ -124,6 +135,8 @@ class View:
         for n, e in d["entries"]:
             v.put_entry(n, Inode.from_json(e))
         v.removed = bool(d.get("removed", 0))
+        if d.get("lease"):
+            v.lease_holder, v.lease_until = d["lease"][0], int(d["lease"][1])
         v.moved_out = {i: (dd, n) for i, dd, n in d.get("moved", [])}
         for o in d.get("orphans", []):
             ev = Event.from_json(o)
@@ -134,7 +147,7 @@ class View:
     def adopt(self, other: "View") -> None:
         """Take over another view's state in place (a rebuild), so holders of this object see it."""
         for attr in ("head", "head_hash", "head_ts", "entries", "by_ino", "moved_out", "own", "subject", "ndirs",
-                     "orphans", "chain_ok", "removed"):
+                     "orphans", "chain_ok", "removed", "lease_holder", "lease_until", "head_session"):
             setattr(self, attr, getattr(other, attr))
 
     def state_equals(self, other: "View") -> bool:
@@ -249,3 +262,19 @@ def _(ev: InodeInit, view: View, ts: int) -> None:
 @fold.register
 def _(ev: Orphaned, view: View, ts: int) -> None:
     view.orphans[ev.ino] = ev
+
+
+@fold.register
+def _(ev: Stamp, view: View, ts: int) -> None:
+    pass  # only times the events after it (View.apply)
+
+
+@fold.register
+def _(ev: Lease, view: View, ts: int) -> None:
+    view.lease_holder, view.lease_until = ev.session, ev.until
+
+
+@fold.register
+def _(ev: Release, view: View, ts: int) -> None:
+    if view.lease_holder == ev.session:
+        view.lease_holder, view.lease_until = None, 0
