@@ -6,9 +6,11 @@ that exactly one record wins each sequence number. Reads of the tail are strongl
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import zlib
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from .. import schema
 from ..store.base import ABSENT, MAX_ITEM_BYTES, Delete, Put, Store
@@ -20,6 +22,22 @@ SNAPSHOT_PART_BYTES = MAX_ITEM_BYTES - 16 * 1024  # room for the key and bookkee
 class JournalStore:
     def __init__(self, store: Store) -> None:
         self.store = store
+        # (journal, seq) of records this client is putting right now. The change feed may bring
+        # such a record back before the put has returned: the committer folds it then, so the
+        # follower must not take it for someone else's and mark the view stale (a wasted Query).
+        self.inflight: set[tuple[str, int]] = set()
+        self._inflight_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def _putting(self, recs: Sequence[Record]) -> Iterator[None]:
+        keys = [(r.jid, r.seq) for r in recs]
+        with self._inflight_lock:
+            self.inflight.update(keys)
+        try:
+            yield
+        finally:
+            with self._inflight_lock:
+                self.inflight.difference_update(keys)
 
     # -- records ----------------------------------------------------------------------------
     def read_after(self, jid: str, seq: int, until: int | None = None) -> list[Record]:
@@ -28,11 +46,13 @@ class JournalStore:
 
     def append(self, rec: Record) -> None:
         """One conditional put; raises JournalConflict when ``rec.seq`` is taken."""
-        self.store.put(Put("meta", rec.to_item(), ABSENT))
+        with self._putting([rec]):
+            self.store.put(Put("meta", rec.to_item(), ABSENT))
 
     def append_many(self, recs: Sequence[Record], extra: Sequence[Put] = ()) -> None:
         """One TransactWriteItems: every record (and ``extra`` conditional puts) or none."""
-        self.store.transact([Put("meta", r.to_item(), ABSENT) for r in recs] + list(extra))
+        with self._putting(recs):
+            self.store.transact([Put("meta", r.to_item(), ABSENT) for r in recs] + list(extra))
 
     def first_seq(self, jid: str) -> int | None:
         for it in self.store.query("meta", jid, start="j/", stop="j/~", limit=1):

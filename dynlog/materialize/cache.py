@@ -154,8 +154,9 @@ class ViewCache:
         view = self.peek(change.path)
         if view is None or not change.name.startswith("j/"):
             return None, []
-        if schema.record_seq(change.name) <= view.head:
-            return None, []  # ours, or already seen
+        seq = schema.record_seq(change.name)
+        if seq <= view.head or (change.path, seq) in self.journals.inflight:
+            return None, []  # ours (folded by the committer when its put returns), or already seen
         if change.item is not None and view.lock.acquire(blocking=False):
             try:
                 rec = Record.from_item(change.item)

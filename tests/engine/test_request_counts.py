@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import time
 from typing import Callable
 
 import pytest
@@ -336,6 +337,10 @@ def test_no_reads_on_the_create_path_of_a_followed_directory(store: Store, store
         # (ancestors are revalidated on demand when the feed cannot vouch for them: the subject
         # of tests/cluster/test_idle.py; here only the create path itself is counted)
         fs.ns.ttl = LONG_TTL
+        deadline = time.monotonic() + 60  # the feed's first reads may mark views stale (a relay gap)
+        while fs.follower.confirmed_at == float("-inf"):
+            assert time.monotonic() < deadline, "the change feed never completed a read"
+            time.sleep(0.05)
         fs.getattr("/t")  # the feed's start marked cached views stale: the first use re-reads them
         with pytest.raises(FsError):
             fs.lookup("/t/f0")  # a miss in a directory this mount has not written to: re-read
