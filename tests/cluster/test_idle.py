@@ -51,19 +51,20 @@ def test_cadence_wake_cuts_a_long_wait_short() -> None:
 
 def test_follower_backs_off_and_snaps_back_on_wake_and_on_a_notice(clients) -> None:
     a, b = clients(), clients()
-    short = Backoff(fast=b.follower.cadence.backoff.fast, slow=0.5, hold=0.2, ratio=1.0)
+    short = Backoff(fast=b.follower.cadence.backoff.fast, slow=0.5, hold=1.0, ratio=1.0)
     for fs in (a, b):
         fs.follower._fixed_backoff = short
         fs.follower.cadence.backoff = short
         fs.follower.cadence.last_activity -= 100
     assert b.follower.interval == 0.5
+    woken = b.follower.cadence.last_activity
     b.follower.wake()
-    assert b.follower.interval == short.fast
+    assert b.follower.cadence.last_activity > woken  # the quiet starts over: fast for `hold` seconds
     assert wait_for(lambda: b.follower.interval == 0.5, 10), "the interval did not grow back while quiet"
-    polls = b.follower.polls
+    quiet_since = b.follower.cadence.last_activity
     a.mkdir("/notice", 0o755, C)  # another mount's change reaches b as a notice (or a change row)
-    assert wait_for(lambda: b.follower.cadence.quiet_for() < 0.2 and b.follower.polls > polls, 10)
-    assert b.follower.interval == short.fast
+    assert wait_for(lambda: b.follower.cadence.last_activity > quiet_since, 10), "a notice did not wake b"
+    assert b.follower.cadence.backoff.interval(0.0) == short.fast
 
 
 def test_confirmed_at_never_vouches_for_a_change_the_view_lacks(clients) -> None:
