@@ -65,6 +65,7 @@ class Settings:
     ask_stale_s: float = 30.0  # an ask older than this is from a mount that gave up or died
     wait_cap_s: float = 120.0  # longest wait for another mount's lease (it renews at most so long)
     ask_poll_s: float = 0.05  # how often a holder reads its ask partition
+    skew_s: float = 0.5  # another mount's lease counts as expired only this long after its end
 
 
 @dataclass
@@ -174,7 +175,7 @@ class WriteBehind:
         if holder is None:
             return True
         if holder != self.session:
-            return view.lease_until <= self.clock()  # expired: its holder may no longer append
+            return self._expired(view.lease_until)  # expired: its holder may no longer append
         st = self._held.get(view.jid)
         if st is not None and st.queue:
             if not self._flush_locked(st):
@@ -193,7 +194,7 @@ class WriteBehind:
                 with view.lock:
                     holder, until = view.lease_holder, view.lease_until
                 now = self.clock()
-                if holder is None or holder == self.session or until <= now:
+                if holder is None or holder == self.session or self._expired(until):
                     return
                 if asked != holder:
                     if asked is not None:
@@ -202,7 +203,7 @@ class WriteBehind:
                     asked = holder
                 if time.monotonic() > deadline:
                     raise FsError(errno.EAGAIN, f"{jid}: the write-behind lease of {holder} was never released")
-                time.sleep(max(0.001, min(delay, (until - now) / NS + 0.001)))
+                time.sleep(max(0.001, min(delay, (until - now) / NS + self.settings.skew_s)))
                 delay = min(delay * 2, 0.1)
                 self.cache.refresh(view)
         finally:
@@ -214,7 +215,7 @@ class WriteBehind:
         """A read that must see everything committed before it (open, a lookup that missed): if
         another mount holds a live lease here, it may have acknowledged more: have it flush."""
         holder = view.lease_holder
-        if holder is not None and holder != self.session and view.lease_until > self.clock():
+        if holder is not None and holder != self.session and not self._expired(view.lease_until):
             self.wait(view.jid)
 
     def sync_all(self) -> None:
@@ -272,7 +273,7 @@ class WriteBehind:
             now = self.clock()
             if view.removed:
                 return None
-            if view.lease_holder not in (None, self.session) and view.lease_until > now:
+            if view.lease_holder not in (None, self.session) and not self._expired(view.lease_until):
                 return None
             if view.head_session not in ("", self.session) and now - view.head_ts < s.contention_s * NS:
                 return None  # another mount is working here too: stay synchronous
@@ -294,6 +295,11 @@ class WriteBehind:
         self._start()
         return st
 
+    def _expired(self, until: int) -> bool:
+        """Whether another mount's lease ending at ``until`` (its clock) is over by ours, with
+        ``skew_s`` to spare: the holder stops acknowledging ``margin_s`` before its end."""
+        return until + int(self.settings.skew_s * NS) <= self.clock()
+
     def _usable(self, st: _Held) -> bool:
         return (not st.revoke and not st.releasing and not st.view.removed
                 and st.until - self.clock() > self.settings.margin_s * NS)
@@ -314,7 +320,9 @@ class WriteBehind:
             if st.view.removed:  # sealed by our own rmdir: nothing may follow the seal
                 self._drop(st)
                 return
-            if self._flush_locked(st, release) and release:
+            if not self._flush_locked(st, release):
+                raise FsError(errno.EIO, f"{jid}: write-behind lease lost; acknowledged operations were dropped")
+            if release:
                 self._drop(st)
 
     def _flush_deps(self, jid: str) -> None:
