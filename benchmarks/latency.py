@@ -62,6 +62,8 @@ sys.path.insert(0, str(REPO))
 from dynamodb_local import FAKE_ENV, REGION, DynamoDBLocal, unique_table  # noqa: E402
 from mounted.conftest import Mount, Mounter, Source, run_cli  # noqa: E402
 
+from dynlog.fuse import mounttab  # noqa: E402
+
 from dynlog.cli.bench import start_latency_proxy  # noqa: E402
 
 # The proxy counts forwarded requests per operation name; these are DynamoDB Streams' (not counted
@@ -254,17 +256,61 @@ class Probe:
 
 
 # -- running things ------------------------------------------------------------------------------------
-def run_timed(cmd: list[str], timeout: float, what: str, **kw: Any) -> tuple[float, str]:
-    """Run ``cmd`` (a stage's work); its wall time and stdout, or StageError on failure/timeout."""
+def abort_mount(path: str) -> None:
+    """Abort a mount's FUSE connection: a process waiting on a request the daemon has already
+    taken cannot be killed (its wait is uninterruptible) until the request ends, and aborting
+    ends them all at once with ENOTCONN. The mount is then removed on the way out."""
+    entry = mounttab.find_mount(path)
+    if entry is not None:
+        mounttab.abort_connection(entry)
+
+
+def run_timed(cmd: list[str], timeout: float, what: str, hung: Callable[[], None] = lambda: None,
+              **kw: Any) -> tuple[float, str]:
+    """Run ``cmd`` (a stage's work); its wall time and stdout, or StageError on failure. At the
+    timeout the command is killed and ``hung()`` called (it aborts the mount), then reaped."""
     t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+        out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        proc.kill()
+        hung()
+        proc.communicate(timeout=60)
         raise StageError(f"{what}: timed out after {timeout:.0f} s") from None
     dt = time.perf_counter() - t0
-    if res.returncode != 0:
-        raise StageError(f"{what}: exit {res.returncode}: {(res.stderr or res.stdout).strip()[-500:]}")
-    return dt, res.stdout
+    if proc.returncode != 0:
+        raise StageError(f"{what}: exit {proc.returncode}: {(err or out).strip()[-500:]}")
+    return dt, out
+
+
+def in_child(fn: Callable[[], Any], timeout: float, what: str, hung: Callable[[], None] = lambda: None) -> Any:
+    """``fn()`` in a forked child, so that a hung mount cannot hang the benchmark: at the timeout
+    the child is killed and ``hung()`` called (it aborts the mount), then reaped."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    recv, send = ctx.Pipe(duplex=False)
+
+    def child() -> None:
+        try:
+            send.send((True, fn()))
+        except BaseException as e:  # noqa: BLE001 - handed to the parent
+            send.send((False, f"{type(e).__name__}: {e}"))
+
+    proc = ctx.Process(target=child, daemon=True)
+    proc.start()
+    try:
+        if not recv.poll(timeout):
+            proc.kill()
+            hung()
+            raise StageError(f"{what}: timed out after {timeout:.0f} s")
+        ok, value = recv.recv()
+    finally:
+        proc.join(60)
+    if not ok:
+        raise StageError(f"{what}: {value}")
+    return value
 
 
 # The sequential I/O runs in a child process so that a hung mount cannot hang the benchmark: the
@@ -326,22 +372,41 @@ class Bench:
         self.cfg, self.work, self.tree, self.tar_path = cfg, work, tree, tar_path
         self.repo, self.head, self.git_env = repo, head, git_env
         self._last_io: dict[str, Any] = {}
+        self._mnt = ""  # the mount the stages run on now
+
+    def timed(self, cmd: list[str], what: str, **kw: Any) -> tuple[float, str]:
+        """run_timed with the stage timeout, aborting the current mount if the command hangs."""
+        return run_timed(cmd, self.cfg.stage_timeout, what, lambda: abort_mount(self._mnt), **kw)
+
+    def child(self, fn: Callable[[], Any], what: str) -> Any:
+        """in_child with the stage timeout, aborting the current mount if it hangs."""
+        return in_child(fn, self.cfg.stage_timeout, what, lambda: abort_mount(self._mnt))
 
     @contextlib.contextmanager
     def mounted(self, mounter: Mounter, source: Source, proxy: Any | None) -> Iterator[tuple[Mount, Probe]]:
+        """A fresh ``dynlog mount -f`` of ``source`` with its counters readable. After the stages it
+        is unmounted cleanly (a failure to do so is an error); after a failure it is aborted and its
+        daemon killed, and the stage's error is the one reported."""
         ctl = self.work / f"counters-{uuid.uuid4().hex[:8]}.json"
         env = {**os.environ, "DYNLOG_BENCH_COUNTERS": str(ctl),
                # REPO too: the daemon (and the hook, which imports dynlog before ``-m`` puts the
                # working directory on sys.path) must run this checkout, not the installed one
                "PYTHONPATH": os.pathsep.join(filter(None, [str(HOOK_DIR), str(REPO), os.environ.get("PYTHONPATH")]))}
         m = mounter.mount(source, env=env, timeout=max(60.0, self.cfg.stage_timeout / 4))
+        self._mnt = m.path
+        done = False
         try:
             yield m, Probe(Counters(ctl), proxy)
+            done = True
+        except StageError as e:  # what the daemon said, if anything, is usually the reason
+            said = m.log_text()[-1500:].strip()
+            raise StageError(f"{e}\n--- the mount's log, last lines:\n{said}" if said else str(e)) from e
         finally:
             try:
-                mounter.unmount(m, timeout=60.0)
+                if done:
+                    mounter.unmount(m, timeout=60.0)
             finally:
-                mounter.cleanup()  # a daemon that did not go away cleanly: abort and kill
+                mounter.cleanup()  # anything left: unmount, else abort and detach; kill the daemon
 
     def run(self, col: Column, source: Source, proxy: Any | None, warm_up: bool = False) -> None:
         """All stages of one column. ``warm_up``: first extract and remove an unmeasured tree, so
@@ -352,9 +417,8 @@ class Bench:
             mnt = Path(m.path)
             if warm_up and self.cfg.warmup_files:
                 t0 = time.monotonic()
-                run_timed(["tar", "-x", "-f", str(self.work / "warmup.tar"), "-C", str(mnt)],
-                          self.cfg.stage_timeout, "warm-up tar -x")
-                run_timed(["rm", "-rf", str(mnt / "warmup")], self.cfg.stage_timeout, "warm-up rm -rf")
+                self.timed(["tar", "-x", "-f", str(self.work / "warmup.tar"), "-C", str(mnt)], "warm-up tar -x")
+                self.timed(["rm", "-rf", str(mnt / "warmup")], "warm-up rm -rf")
                 col.stages["warmup"] = {"files": self.cfg.warmup_files, "seconds": time.monotonic() - t0}
             time.sleep(1.0)  # the relay takes its lease, the feed settles
             a = probe.settle()
@@ -372,23 +436,22 @@ class Bench:
                 col.stages[name] = out
                 return out
 
-            t = self.cfg.stage_timeout
-            stage("tar", self.cfg.files, lambda: run_timed(
-                ["tar", "-x", "--same-owner", "-p", "-f", str(self.tar_path), "-C", str(mnt)], t, "tar -x")[0])
-            bad = compare_tree(self.tree, mnt / "tree")
+            stage("tar", self.cfg.files, lambda: self.timed(
+                ["tar", "-x", "--same-owner", "-p", "-f", str(self.tar_path), "-C", str(mnt)], "tar -x")[0])
+            bad = self.child(lambda: compare_tree(self.tree, mnt / "tree"), "reading the tree back")
             col.stages["tar"]["verified"] = not bad
             if bad:
                 raise StageError(f"the extracted tree differs from the source: {bad[:5]}")
             entries = len(self.tree) + 1
-            stage("rm", entries, lambda: run_timed(["rm", "-rf", str(mnt / "tree")], t, "rm -rf")[0])
-            if os.path.exists(mnt / "tree"):
+            stage("rm", entries, lambda: self.timed(["rm", "-rf", str(mnt / "tree")], "rm -rf")[0])
+            if self.child(lambda: os.path.exists(mnt / "tree"), "checking rm -rf"):
                 raise StageError("rm -rf left the tree behind")
 
             def clone() -> float:
-                dt, _ = run_timed(["git", "clone", "-q", f"file://{self.repo}", str(mnt / "clone")], t, "git clone",
-                                  env=self.git_env)
-                got = run_timed(["git", "-C", str(mnt / "clone"), "rev-parse", "HEAD"], t, "git rev-parse",
-                                env=self.git_env)[1].strip()
+                dt, _ = self.timed(["git", "clone", "-q", f"file://{self.repo}", str(mnt / "clone")], "git clone",
+                                   env=self.git_env)
+                got = self.timed(["git", "-C", str(mnt / "clone"), "rev-parse", "HEAD"], "git rev-parse",
+                                 env=self.git_env)[1].strip()
                 if got != self.head:
                     raise StageError(f"git clone: HEAD {got} != {self.head}")
                 return dt
@@ -410,8 +473,8 @@ class Bench:
                                   "all_per": _per(r.all, col.mb), "verified": True}
 
     def _io(self, mode: str, path: Path, mb: int) -> float:
-        _, out = run_timed([sys.executable, "-c", IO_SCRIPT, mode, str(path), str(mb), str(self.cfg.seed)],
-                           self.cfg.stage_timeout, f"sequential {mode}")
+        _, out = self.timed([sys.executable, "-c", IO_SCRIPT, mode, str(path), str(mb), str(self.cfg.seed)],
+                            f"sequential {mode}")
         self._last_io = json.loads(out)
         if self._last_io["bytes"] != mb << 20:
             raise StageError(f"sequential {mode}: file has {self._last_io['bytes']} bytes, not {mb << 20}")
@@ -476,7 +539,7 @@ def run_column(bench: Bench, col: Column, work: Path, ddb: Callable[[], DynamoDB
             proxy.stop()
             drop_tables(server, table)
     except (StageError, AssertionError, OSError, subprocess.SubprocessError) as e:
-        col.error = f"{type(e).__name__}: {e}".strip()[:2000]
+        col.error = f"{type(e).__name__}: {e}".strip()[:4000]
 
 
 def _mkfs(src: Source) -> None:
@@ -592,8 +655,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[latency bench] {col.name}: {time.monotonic() - t0:.0f} s{' — ' + col.error if col.error else ''}",
                       file=sys.stderr, flush=True)
         finally:
-            if server is not None and not args.ddb_endpoint:
-                server.close()
+            if server is not None:
+                server.close()  # with --ddb-endpoint it started nothing: this only drops its log file
     failed = any(c.error for c in cols)
     doc = json.dumps({"commit": commit(), "config": asdict(cfg), "argv": sys.argv[1:] if argv is None else argv,
                       "seconds": time.monotonic() - started, "columns": [asdict(c) for c in cols]}, indent=1)
