@@ -198,11 +198,17 @@ class FileSystem:
                 raise
         with self._op("lookup"):
             ppath, _ = split_path(path)
-            view = self.ns.dir_view(self.ns.resolve_dir(ppath).ino)
-            if time.monotonic() - view.committed > MISS_BOUND:
-                self.cache.refresh(view)
-                self.wb.settle_read(view)  # another mount's lease: it may have acknowledged the name
+            self._parent_exact(self.ns.resolve_dir(ppath).ino)
             return to_stat(self._node_attrs(self.ns.resolve(path)), self.block_size)
+
+    def _parent_exact(self, pino: int) -> None:
+        """Before a lookup miss is believed: re-read the tail of directory ``pino``, unless this
+        mount committed to it within ``MISS_BOUND`` (it is filling that directory, and its own
+        commits keep the view exact)."""
+        view = self.ns.dir_view(pino)
+        if time.monotonic() - view.committed > MISS_BOUND:
+            self.cache.refresh(view)
+        self.wb.settle_read(view)  # another mount's lease: it may have acknowledged the name
 
     def readdir(self, path: str) -> Iterator[tuple[str, dict[str, int] | None]]:
         with self._op("readdir"):
@@ -531,8 +537,8 @@ class FileSystem:
     def open(self, path: str, flags: int, caller: Caller) -> int:
         with self._op("open"):
             ppath, name = split_path(path)
-            if name:
-                pview = self.ns.dir_view(self.ns.resolve_dir(ppath).ino, self.open_max_age)  # close-to-open
+            if name:  # close-to-open: every change committed before this open is seen
+                pview = self.ns.dir_view(self.ns.resolve_dir(ppath).ino, self.open_max_age)
                 self.wb.settle_read(pview)
             node = self.ns.resolve(path)
             inode = self.ns.attrs(node, self.open_max_age if node.entry.linked else None)
