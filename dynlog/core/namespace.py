@@ -165,8 +165,8 @@ class Namespace:
             raise ParentRemoved("directory was removed")
         return d
 
-    def _commit(self, jids: list[str], build: Callable[[Tx], Any], op: str, caller: Caller) -> Any:
-        return self.committer.commit(jids, build, op, caller.uid)
+    def _commit(self, jids: list[str], build: Callable[[Tx], Any], op: str, caller: Caller, weight: int = 0) -> Any:
+        return self.committer.commit(jids, build, op, caller.uid, weight)
 
     def _new_inode(self, mode: int, caller: Caller, parent: Inode, ts: int, **kw: Any) -> Inode:
         gid = caller.gid
@@ -475,7 +475,7 @@ class Namespace:
             d.emit(SetAttr(at, changes, blocks, self.sb.block_size if (blocks or "size" in changes) else 0, data))
             return self._current(d, at, ino, node)
 
-        return self._commit([jid], build, op, caller)
+        return self._commit([jid], build, op, caller, len(data) if data else 0)
 
     @staticmethod
     def _where(tx: Tx, jid: str, name: str, ino: int) -> tuple[Draft, str]:

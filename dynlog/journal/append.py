@@ -31,6 +31,9 @@ log = structlog.get_logger(__name__)
 
 MAX_ATTEMPTS = 60
 MAX_BATCH = 64
+# Bytes of inline file contents one group-committed record may carry: with the events' own
+# JSON it stays well under DynamoDB's 400 KB item limit however many small files close at once.
+MAX_BATCH_BYTES = 256 * 1024
 
 
 class NeedJournal(Exception):
@@ -86,6 +89,7 @@ class _Pending:
     build: Build
     op: str
     uid: int
+    weight: int = 0  # bytes of inline contents the operation will emit (bounds a record's size)
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: BaseException | None = None
@@ -115,8 +119,9 @@ class Committer:
         return self.clock()
 
     # -- public -------------------------------------------------------------------------------
-    def commit(self, jids: list[str] | tuple[str, ...], build: Build, op: str, uid: int = 0) -> Any:
-        """Run ``build`` against fresh drafts of ``jids`` and commit what it emits, atomically."""
+    def commit(self, jids: list[str] | tuple[str, ...], build: Build, op: str, uid: int = 0, weight: int = 0) -> Any:
+        """Run ``build`` against fresh drafts of ``jids`` and commit what it emits, atomically.
+        ``weight``: bytes of inline contents it will emit, so group commit keeps records small."""
         if self.leases is not None:
             if len(jids) == 1:
                 result = self.leases.submit(jids[0], build, op, uid)
@@ -125,7 +130,7 @@ class Committer:
             self.leases.prepare(list(jids))
         if len(jids) == 1 and self.group_commit:
             try:
-                return self._commit_grouped(jids[0], build, op, uid)
+                return self._commit_grouped(jids[0], build, op, uid, weight)
             except NeedJournal as n:
                 return self._commit_many([jids[0], n.jid], build, op, uid)
         return self._commit_many(list(jids), build, op, uid)
@@ -217,9 +222,9 @@ class Committer:
                 g = self._groups[jid] = _Group()
             return g
 
-    def _commit_grouped(self, jid: str, build: Build, op: str, uid: int) -> Any:
+    def _commit_grouped(self, jid: str, build: Build, op: str, uid: int, weight: int = 0) -> Any:
         g = self._group(jid)
-        me = _Pending(build, op, uid)
+        me = _Pending(build, op, uid, weight)
         with g.lock:
             g.pending.append(me)
             lead = not g.leading
@@ -229,7 +234,7 @@ class Committer:
             try:
                 while True:
                     with g.lock:
-                        batch = [g.pending.popleft() for _ in range(min(MAX_BATCH, len(g.pending)))]
+                        batch = _take_batch(g.pending)
                         if not batch:
                             g.leading = False
                             break
@@ -333,3 +338,17 @@ class Committer:
                     p.error = e
                     p.done.set()
             raise
+
+
+def _take_batch(pending: "deque[_Pending]") -> list[_Pending]:
+    """The next group commit: up to MAX_BATCH operations and MAX_BATCH_BYTES of inline
+    contents (always at least one operation)."""
+    batch: list[_Pending] = []
+    size = 0
+    while pending and len(batch) < MAX_BATCH:
+        if batch and size + pending[0].weight > MAX_BATCH_BYTES:
+            break
+        p = pending.popleft()
+        size += p.weight
+        batch.append(p)
+    return batch

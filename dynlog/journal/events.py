@@ -29,11 +29,15 @@ class Event:
         super().__init_subclass__(**kw)
         Event.registry[cls.kind] = cls
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, inline_ref: bool = False) -> dict[str, Any]:
+        """``inline_ref``: the record stores ``data`` apart (as raw bytes) and puts a reference
+        here in its place: skip encoding it."""
         d: dict[str, Any] = {"k": self.kind}
         for f in fields(self):
             v = getattr(self, f.name)
             if v is None and f.name in self.optional:
+                continue
+            if inline_ref and f.name == "data":
                 continue
             if isinstance(v, Inode):
                 v = v.to_json()

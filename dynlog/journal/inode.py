@@ -15,11 +15,13 @@ from typing import Any
 Run = tuple[int, int, str]
 
 # Files of at most this many bytes keep their contents inline, in the journal record itself,
-# with no block item at all (docs/ARCHITECTURE.md, "Inline data"). DynamoDB bills a write per
-# started KB and a strongly consistent read per started 4 KB: 4 KiB of bytes, base64-encoded in
-# the record (~5.5 KB), cost about the write units of a separate block item plus its record,
-# and save the block item's round trip on every write and on every cold read of the file.
-INLINE_MAX = 4096
+# with no block item at all (docs/ARCHITECTURE.md, "Inline data"). DynamoDB bills a write unit
+# per started KB of an item: the record stores the bytes raw in a binary attribute, so inline
+# never costs more write units than a block item of its own plus the record (it saves one unit
+# and a round trip). The cap is set by the read side: a cold listing reads the directory's
+# journal, inline bytes included, at a read unit per 4 KB, and views keep the bytes in memory.
+# 8 KiB covers most source files and keeps a listing of N small files within about 2N units.
+INLINE_MAX = 8192
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,30 @@ class Record:
     version: int = FORMAT_VERSION
 
     def body(self) -> str:
-        return _canonical([e.to_json() for e in self.events])
+        return self.encoded()[0]
+
+    def encoded(self) -> tuple[str, bytes]:
+        """The events as stored: canonical JSON, with the inline contents of files moved out of
+        it into one binary attribute (``inl``), each event pointing at its slice. Raw bytes in a
+        binary attribute cost a third fewer write units than base64 inside the JSON."""
+        out: list[dict[str, Any]] = []
+        blob = bytearray()
+        for e in self.events:
+            data = getattr(e, "data", None)
+            d = e.to_json(inline_ref=isinstance(data, bytes))
+            if isinstance(data, bytes):
+                d["data"] = {"at": len(blob), "n": len(data)}
+                blob += data
+            out.append(d)
+        return _canonical(out), bytes(blob)
 
     def compute_hash(self) -> str:
+        body, blob = self.encoded()
         h = hashlib.sha256()
         h.update(_canonical([self.prev, self.jid, self.seq, self.ts, self.session, self.uid, self.op]).encode())
-        h.update(self.body().encode())
+        h.update(body.encode())
+        if blob:
+            h.update(blob)
         return h.hexdigest()[:32]
 
     def sealed(self) -> "Record":
@@ -49,18 +67,28 @@ class Record:
                       self.compute_hash(), self.version)
 
     def to_item(self) -> dict[str, Any]:
-        return {
+        body, blob = self.encoded()
+        item = {
             "path": self.jid, "name": schema.record_key(self.seq), "v": self.version, "ts": self.ts,
             "sess": self.session, "uid": self.uid, "op": self.op, "prev": self.prev, "h": self.hash,
-            "ev": self.body(),
+            "ev": body,
         }
+        if blob:
+            item["inl"] = blob
+        return item
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "Record":
         version = int(item.get("v", 1))
         if version > FORMAT_VERSION:
             raise ValueError(f"record {item['path']}/{item['name']} has format {version}, newer than this dynlog")
-        events = tuple(Event.from_json(d) for d in json.loads(item["ev"]))
+        raw = json.loads(item["ev"])
+        blob = item.get("inl", b"")
+        for d in raw:
+            ref = d.get("data")
+            if isinstance(ref, dict) and "at" in ref:
+                d["data"] = bytes(blob[ref["at"] : ref["at"] + ref["n"]])
+        events = tuple(Event.from_json(d) for d in raw)
         return cls(item["path"], schema.record_seq(item["name"]), events, int(item["ts"]), item.get("sess", ""),
                    int(item.get("uid", 0)), item.get("op", ""), item.get("prev", GENESIS_HASH), item.get("h", ""),
                    version)

@@ -91,7 +91,7 @@ def instrument(fs: FileSystem) -> list[list[tuple[str, str]]]:
     orig = fs.committer.commit
     lock = threading.Lock()
 
-    def commit(jids: Any, build: Any, op: str, uid: int = 0) -> Any:
+    def commit(jids: Any, build: Any, op: str, uid: int = 0, weight: int = 0) -> Any:
         box: dict[str, list[tuple[str, str]]] = {}
 
         def wrapped(tx: Any) -> Any:
@@ -101,7 +101,7 @@ def instrument(fs: FileSystem) -> list[list[tuple[str, str]]]:
             finally:
                 box["ev"] = [(j, canon(e)) for j, d in tx.drafts.items() for e in d.events[before.get(j, 0):]]
 
-        result = orig(jids, wrapped, op, uid)
+        result = orig(jids, wrapped, op, uid, weight)
         with lock:
             captured.append(box.get("ev", []))
         return result

@@ -91,7 +91,7 @@ def test_history_inside_the_retention_window_survives(fs, new_fs):
 def test_blocks_are_collected_only_after_the_grace_period(fs, new_fs, store):
     write_file(fs, "/f", b"A" * 200_000)
     write_file(fs, "/f", b"B" * 200_000)  # the A version is now referenced only by history
-    write_file(fs, "/g", b"G" * 5000)  # past the inline limit: a block of its own
+    write_file(fs, "/g", b"G" * 10_000)  # past the inline limit: a block of its own
     assert len(list(store.scan_partitions("blocks"))) == 3
     now = time.time_ns()
     rep = compact(store, CompactOptions(retain=0, grace=HOUR, settle=0, now=now))
@@ -106,7 +106,7 @@ def test_blocks_are_collected_only_after_the_grace_period(fs, new_fs, store):
     assert len(list(store.scan_partitions("blocks"))) == 2
     assert list(store.query("meta", GC_PARTITION)) == []
     c = new_fs()
-    assert read_file(c, "/f") == b"B" * 200_000 and read_file(c, "/g") == b"G" * 5000
+    assert read_file(c, "/f") == b"B" * 200_000 and read_file(c, "/g") == b"G" * 10_000
     assert fsck(store).clean
 
 
@@ -123,7 +123,7 @@ def test_history_protects_blocks(fs, new_fs, store):
 
 
 def test_unreferenced_candidate_that_gets_referenced_is_cleared(fs, store):
-    write_file(fs, "/f", b"x" * 5000)  # past the inline limit: stored in a block
+    write_file(fs, "/f", b"x" * 10_000)  # past the inline limit: stored in a block
     bid = next(iter(store.scan_partitions("blocks")))
     store.put(Put("meta", {"path": GC_PARTITION, "name": bid, "seen": 1}))  # a stale candidate
     rep = compact(store, CompactOptions(retain=0, grace=1, settle=0))
@@ -133,7 +133,7 @@ def test_unreferenced_candidate_that_gets_referenced_is_cleared(fs, store):
 
 def test_removed_directories_journals_are_dropped(fs, store):
     fs.mkdir("/d", 0o755, ROOT)
-    write_file(fs, "/d/x", b"data" * 2000)  # past the inline limit: stored in a block
+    write_file(fs, "/d/x", b"data" * 3000)  # past the inline limit: stored in a block
     fs.unlink("/d/x", ROOT)
     fs.rmdir("/d", ROOT)
     assert len(list(store.scan_partitions("meta", "d/"))) == 2

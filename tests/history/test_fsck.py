@@ -146,7 +146,7 @@ def test_link_counts_and_repair(fs, cli, store, new_fs):
 
 
 def test_detects_a_lost_block_and_an_unreachable_directory(fs, cli, store):
-    write_file(fs, "/f", b"data" * 2000)  # past the inline limit: stored in a block
+    write_file(fs, "/f", b"data" * 3000)  # past the inline limit: stored in a block
     bid = next(iter(store.scan_partitions("blocks")))
     store.batch_write("blocks", deletes=[(bid, 0)])
     js = JournalStore(store)
@@ -174,8 +174,8 @@ def test_detects_a_directory_cycle(fs, cli, store):
 
 
 def test_garbage_blocks_past_the_grace_period(fs, cli, store, new_fs):
-    write_file(fs, "/f", b"one" * 2000)  # past the inline limit: block versions
-    write_file(fs, "/f", b"two" * 2000)
+    write_file(fs, "/f", b"one" * 3000)  # past the inline limit: block versions
+    write_file(fs, "/f", b"two" * 3000)
     compact(store, CompactOptions(retain=0, settle=0))  # marks the old version as a candidate
     rc, out, _ = cli("fsck")
     assert rc == 0 and "wait for collection" in out
@@ -186,7 +186,7 @@ def test_garbage_blocks_past_the_grace_period(fs, cli, store, new_fs):
     rc, out, _ = cli("fsck", "--repair")
     assert rc == 0 and "deleted 1 block versions" in out
     assert len(list(store.scan_partitions("blocks"))) == 1
-    assert read_file(new_fs(), "/f") == b"two" * 2000
+    assert read_file(new_fs(), "/f") == b"two" * 3000
     rc, _, _ = cli("fsck")
     assert rc == 0
 
@@ -205,8 +205,8 @@ def test_inline_contents_are_checked(fs, cli, store):
     jid = schema.dir_journal(schema.ROOT_INO)
     js = JournalStore(store)
     recs = js.read_after(jid, 0)
-    bad = Record(jid, recs[-1].seq + 1, (SetAttr("small", {"size": 5000}, None, 0, b"x" * 5000),), 1, "x", 0,
+    bad = Record(jid, recs[-1].seq + 1, (SetAttr("small", {"size": 9000}, None, 0, b"x" * 9000),), 1, "x", 0,
                  "test", recs[-1].hash).sealed()
     js.append(bad)
     rc, out, _ = cli("fsck")
-    assert rc == 1 and "/small: inline contents of 5000 bytes" in out
+    assert rc == 1 and "/small: inline contents of 9000 bytes" in out

@@ -115,7 +115,7 @@ def test_restore_after_compaction_is_refused_clearly(fs):
 
 
 def test_restore_reports_a_missing_block(fs, new_fs, store):
-    write_file(fs, "/f", b"x" * 5000)  # past the inline limit: stored in a block
+    write_file(fs, "/f", b"x" * 10_000)  # past the inline limit: stored in a block
     t = tick()
     for bid in list(store.scan_partitions("blocks")):
         store.batch_write("blocks", deletes=[(bid, 0)])
