@@ -20,8 +20,8 @@ from dynlog.core.attrs import ROOT, Caller
 from dynlog.core.filesystem import XATTR_CREATE, XATTR_REPLACE, FileSystem
 from dynlog.core.namespace import RENAME_EXCHANGE, RENAME_NOREPLACE
 from dynlog.journal.events import (
-    FORMAT_VERSION, Create, Detach, Event, InodeInit, Link, MoveIn, MoveOut, Orphaned, Remove, Rename, SetAttr,
-    SetXattr,
+    FORMAT_VERSION, Create, Detach, Event, InodeInit, Lease, Link, MoveIn, MoveOut, Orphaned, Release, Remove, Rename,
+    SetAttr, SetXattr, Stamp,
 )
 from dynlog.journal.inode import Inode
 from dynlog.journal.log import SNAPSHOT_PART_BYTES, JournalStore
@@ -900,6 +900,9 @@ def all_events() -> list[Event]:
         SetXattr("f", "user.k", b"\x00\x01v", 7), SetXattr("", "user.k", None, 8),
         Detach("f", 77), Link(raw, 77, stat.S_IFREG),
         InodeInit(full), Orphaned(77, "sess1", ((0, 3, "w1"),)),
+        SetAttr("small", {"size": 5, "mtime": 9}, data=b"\x00ab\xffc"),
+        Create("inl", Inode(82, stat.S_IFREG | 0o644, size=3, data=b"xyz")),
+        Stamp(10, 1000, "create"), Lease("sess1", 99), Release("sess1"),
     ]
 
 
