@@ -78,7 +78,7 @@ def check_round(root: Path, acks: list[list[str]], tree: Path) -> dict[str, int]
     return {"renames": len(moved), "files": len(files), "tars": len(tars), "sql": len(sql)}
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(600)
 def test_sigkill_under_faults(faulty_fs: FaultyFs, mounter: Mounter, tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     tree.mkdir()
@@ -107,7 +107,16 @@ def test_sigkill_under_faults(faulty_fs: FaultyFs, mounter: Mounter, tmp_path: P
                 if ack_path.exists() and ack_path.read_text().startswith("sqlinit"):
                     break
                 time.sleep(0.05)
-            delay = rng.uniform(0.2, 3.0)
+            if cycle % 4 == 3:
+                # every fourth crash comes after a tar was acknowledged (a loaded machine may
+                # never get that far in 3 s), so the check of extracted trees always runs
+                while work.poll() is None and time.monotonic() - started < 90:
+                    if "\ntar " in "\n" + ack_path.read_text():
+                        break
+                    time.sleep(0.05)
+                delay = rng.uniform(0.0, 1.0)
+            else:
+                delay = rng.uniform(0.2, 3.0)
             delays.append(round(delay, 2))
             time.sleep(delay)
             os.kill(victim.proc.pid, signal.SIGKILL)  # the daemon, at a random moment
