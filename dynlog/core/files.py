@@ -49,7 +49,6 @@ class OpenFile:
     attrs: dict[str, int] = field(default_factory=dict)  # chmod/chown/utimens waiting for the commit
     staged: dict[int, str] = field(default_factory=dict)  # block -> version uploaded, not yet committed
     uploads: list[tuple["Future[None]", str, dict[int, bytes]]] = field(default_factory=list)
-    upload_wid: str | None = None  # version the background uploads of this round use
     lock: threading.RLock = field(default_factory=threading.RLock)
     unlinked: bool = False
     accessed: bool = False  # read since the last atime update (relatime: committed at close)
@@ -174,8 +173,6 @@ class FileData:
             elif s is not None:
                 data = s
             data = data[: max(0, f.size - i * self.block_size)]
-        if i in f.staged or any(i in b for _, _, b in f.uploads):
-            f.upload_wid = None  # rewritten after its upload: the next round needs a fresh version
         buf = bytearray(data)
         f.dirty[i] = buf
         return buf
@@ -190,8 +187,6 @@ class FileData:
                 i, lo = divmod(at, bs)
                 n = min(bs - lo, len(data) - pos)
                 if lo == 0 and n == bs:
-                    if i not in f.dirty and (i in f.staged or any(i in b for _, _, b in f.uploads)):
-                        f.upload_wid = None
                     f.dirty[i] = bytearray(data[pos : pos + n])
                 else:
                     buf = self._block_for_write(f, i)
@@ -213,10 +208,12 @@ class FileData:
         if len(full) < WRITE_BATCH:
             return
         self._wait_uploads(f, UPLOAD_INFLIGHT - len(full) * bs)
-        if f.upload_wid is None:
-            f.upload_wid = new_write_id(self.session)
+        # A fresh version (so a fresh partition key, blockId "<ino>.<wid>") per batch: DynamoDB
+        # serves about 1,000 write units a second per partition, so one key for a whole large
+        # file would cap its upload near 1 MB/s in a region (docs/SCALING.md).
+        wid = new_write_id(self.session)
         blocks = {i: bytes(f.dirty.pop(i)) for i in sorted(full)}
-        f.uploads.append((self.blocks.write_async(f.ino, f.upload_wid, blocks), f.upload_wid, blocks))
+        f.uploads.append((self.blocks.write_async(f.ino, wid, blocks), wid, blocks))
 
     def _wait_uploads(self, f: OpenFile, keep_bytes: int = 0) -> None:
         """Wait for background uploads until at most ``keep_bytes`` remain in flight; raise the
@@ -229,7 +226,6 @@ class FileData:
             except BaseException:
                 for i, b in blocks.items():  # keep the bytes: a later commit retries them
                     f.dirty.setdefault(i, bytearray(b))
-                f.upload_wid = None
                 raise
             for i in blocks:
                 if i not in f.dirty:
@@ -271,7 +267,7 @@ class FileData:
         if f.inode.data is not None and f.size and 0 not in f.dirty and 0 not in f.staged:
             f.dirty[0] = bytearray(f.inode.data)  # leaving inline: its bytes move into block 0
         if f.dirty:
-            wid = f.upload_wid if f.upload_wid is not None else new_write_id(self.session)
+            wid = new_write_id(self.session)
             blocks = {i: bytes(b) for i, b in f.dirty.items()}
             self.blocks.write(f.ino, wid, blocks)
             f.dirty.clear()
@@ -282,7 +278,6 @@ class FileData:
     def after_commit(self, f: OpenFile, committed: Inode) -> None:
         f.dirty.clear()
         f.staged.clear()
-        f.upload_wid = None
         f.mtime = None
         f.attrs.clear()
         f.inode = committed
