@@ -600,8 +600,13 @@ class FileSystem:
             return n
 
     def flush(self, fh: int, caller: Caller = ROOT) -> None:
+        """close(): commit the file, and (relatime) its atime, before close() returns. The
+        kernel's RELEASE comes after close() has returned, too late for a reader that stats
+        the file right after closing it."""
         with self._op("flush"):
-            self._flush_file(self._handle(fh), caller)
+            f = self._handle(fh)
+            self._flush_file(f, caller)
+            self._update_atime(f, caller)
 
     def fsync(self, fh: int, caller: Caller = ROOT) -> None:
         with self._op("fsync"):

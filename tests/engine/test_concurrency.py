@@ -32,6 +32,7 @@ import os
 import stat
 import sys
 import threading
+import traceback
 from collections import Counter
 from typing import Any, Callable
 
@@ -320,7 +321,7 @@ def test_threads_sharing_mounts(env: Env) -> None:
                 t.join(120)
         finally:
             sys.setswitchinterval(old_interval)
-        assert not errors, errors
+        assert not errors, ["".join(traceback.format_exception(e)) for e in errors]
         batched[0] += sum(m.committer.batched for m in mounts)
         states = {sess: client_state(m, base) for m, sess in zip(mounts, sessions)}
         for m in mounts:
