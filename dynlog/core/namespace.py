@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from .. import schema
-from ..errors import FsError
+from ..errors import FsError, JournalConflict
 from ..journal.append import Committer, NeedJournal, Tx
 from ..journal.events import Create, Detach, InodeInit, Link, MoveIn, MoveOut, Remove, Rename, SetAttr, SetXattr
 from ..journal.inode import Inode
@@ -224,7 +224,7 @@ class Namespace:
 
     def _drop_link(self, tx: Tx, ent: Inode) -> None:
         i = tx.draft(schema.inode_journal(ent.ino))
-        assert i.subject is not None
+        _require_subject(i)
         i.emit(SetAttr("", {"nlink": i.subject.nlink - 1, "ctime": tx.ts}))
 
     @_fresh_paths_on_removed(0)
@@ -432,7 +432,7 @@ class Namespace:
                 raise FsError(errno.EEXIST, new)
             i = tx.draft(schema.inode_journal(ent.ino))
             if ent.linked:
-                assert i.subject is not None
+                _require_subject(i)
                 i.emit(SetAttr("", {"nlink": i.subject.nlink + 1, "ctime": tx.ts}))
                 shared = i.subject
             else:
@@ -525,3 +525,12 @@ class Namespace:
 
 class _Reresolve(Exception):
     """The namespace changed under a directory move: resolve the paths again, freshly."""
+
+
+def _require_subject(draft: Draft) -> None:
+    """A name says its inode lives in ``i/<ino>``, but this client's view of that journal has no
+    inode yet: the view is older than the link that made it (e.g. seeded empty by a link of this
+    client that failed, while another client's link succeeded). A conflict makes the committer
+    read the journal again and rebuild, as for any lost race."""
+    if draft.subject is None:
+        raise JournalConflict(f"{draft.jid}: the cached view predates its inode", keys=((draft.jid, ""),))
