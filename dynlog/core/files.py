@@ -65,6 +65,17 @@ class OpenFile:
         n = sum(len(b) for b in self.dirty.values())
         return n + block_size * (len(self.staged) + sum(len(b) for _, _, b in self.uploads))
 
+    def commit_attrs(self) -> dict[str, int]:
+        """What the file's next commit sets besides its contents: the size, the last write's
+        time, and the chmod/chown/utimens made while it was open (ctime: the latest change)."""
+        attrs = {"size": self.size}
+        if self.mtime is not None:
+            attrs["mtime"] = attrs["ctime"] = self.mtime
+        if self.attrs:
+            attrs.update(self.attrs)
+            attrs["ctime"] = max(self.attrs.get("ctime", 0), self.mtime or 0)
+        return attrs
+
     def shown(self, inode: Inode) -> Inode:
         """``inode`` (as committed) with what this mount has not committed yet: stat shows it."""
         if not self.pending and self.size == inode.size:
@@ -286,10 +297,9 @@ class FileData:
     def local_commit(self, f: OpenFile) -> None:
         """For an inode with no name left: keep its new contents in memory only."""
         runs, data = self.contents(f)
-        inode = with_contents(f.inode, f.size, runs or None, data, self.block_size)
-        if f.mtime is not None:
-            inode = replace(inode, mtime=f.mtime, ctime=f.mtime)
-        self.after_commit(f, replace(inode, **f.attrs))
+        attrs = f.commit_attrs()
+        inode = with_contents(f.inode, attrs.pop("size"), runs or None, data, self.block_size)
+        self.after_commit(f, replace(inode, **attrs))
 
 
 def check_size(size: int) -> None:

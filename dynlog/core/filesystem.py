@@ -739,13 +739,7 @@ class FileSystem:
         contents (inline bytes or block runs), size, times, and any chmod, chown or utimens
         made while it was open for writing."""
         runs, data = self.data.contents(f)
-        attrs = {"size": f.size}
-        if f.mtime is not None:
-            attrs["mtime"] = f.mtime
-            attrs["ctime"] = f.mtime
-        if f.attrs:
-            attrs.update(f.attrs)
-            attrs["ctime"] = max(f.attrs.get("ctime", 0), f.mtime or 0)
+        attrs = f.commit_attrs()
         for attempt in range(4):
             try:
                 committed = self.ns.set_attrs(node, attrs, caller, "write", blocks=runs or None, data=data)
