@@ -373,6 +373,7 @@ class Bench:
         self.repo, self.head, self.git_env = repo, head, git_env
         self._last_io: dict[str, Any] = {}
         self._mnt = ""  # the mount the stages run on now
+        self.options = ""  # mount options (-o) of every mount (benchmarks/writebehind.py sets writebehind)
 
     def timed(self, cmd: list[str], what: str, **kw: Any) -> tuple[float, str]:
         """run_timed with the stage timeout, aborting the current mount if the command hangs."""
@@ -392,7 +393,7 @@ class Bench:
                # REPO too: the daemon (and the hook, which imports dynlog before ``-m`` puts the
                # working directory on sys.path) must run this checkout, not the installed one
                "PYTHONPATH": os.pathsep.join(filter(None, [str(HOOK_DIR), str(REPO), os.environ.get("PYTHONPATH")]))}
-        m = mounter.mount(source, env=env, timeout=max(60.0, self.cfg.stage_timeout / 4))
+        m = mounter.mount(source, options=self.options, env=env, timeout=max(60.0, self.cfg.stage_timeout / 4))
         self._mnt = m.path
         done = False
         try:
@@ -436,27 +437,7 @@ class Bench:
                 col.stages[name] = out
                 return out
 
-            stage("tar", self.cfg.files, lambda: self.timed(
-                ["tar", "-x", "--same-owner", "-p", "-f", str(self.tar_path), "-C", str(mnt)], "tar -x")[0])
-            bad = self.child(lambda: compare_tree(self.tree, mnt / "tree"), "reading the tree back")
-            col.stages["tar"]["verified"] = not bad
-            if bad:
-                raise StageError(f"the extracted tree differs from the source: {bad[:5]}")
-            entries = len(self.tree) + 1
-            stage("rm", entries, lambda: self.timed(["rm", "-rf", str(mnt / "tree")], "rm -rf")[0])
-            if self.child(lambda: os.path.exists(mnt / "tree"), "checking rm -rf"):
-                raise StageError("rm -rf left the tree behind")
-
-            def clone() -> float:
-                dt, _ = self.timed(["git", "clone", "-q", f"file://{self.repo}", str(mnt / "clone")], "git clone",
-                                   env=self.git_env)
-                got = self.timed(["git", "-C", str(mnt / "clone"), "rev-parse", "HEAD"], "git rev-parse",
-                                 env=self.git_env)[1].strip()
-                if got != self.head:
-                    raise StageError(f"git clone: HEAD {got} != {self.head}")
-                return dt
-
-            stage("git", self.cfg.git_files, clone)
+            self.tree_stages(col, mnt, stage)
             big = mnt / "big.bin"
             w = stage("write", col.mb, lambda: self._io("write", big, col.mb))
             w["mb_per_s"] = col.mb * (1 << 20) / w["work_seconds"] / 1e6
@@ -470,6 +451,32 @@ class Bench:
             col.stages["read"] = {**asdict(r), "count": col.mb, "work_seconds": dt,
                                   "mb_per_s": col.mb * (1 << 20) / dt / 1e6, "own_per": r.own / col.mb,
                                   "all_per": _per(r.all, col.mb), "verified": True}
+
+    def tree_stages(self, col: Column, mnt: Path, stage: Callable[[str, int, Callable[[], float]], Any]) -> None:
+        """tar -x of the tree (read back and compared), rm -rf of it, and git clone of the
+        repository (HEAD checked), each through ``stage(name, count, work)``."""
+        stage("tar", self.cfg.files, lambda: self.timed(
+            ["tar", "-x", "--same-owner", "-p", "-f", str(self.tar_path), "-C", str(mnt)], "tar -x")[0])
+        bad = self.child(lambda: compare_tree(self.tree, mnt / "tree"), "reading the tree back")
+        col.stages["tar"]["verified"] = not bad
+        if bad:
+            raise StageError(f"the extracted tree differs from the source: {bad[:5]}")
+        stage("rm", len(self.tree) + 1, lambda: self.timed(["rm", "-rf", str(mnt / "tree")], "rm -rf")[0])
+        if self.child(lambda: os.path.exists(mnt / "tree"), "checking rm -rf"):
+            raise StageError("rm -rf left the tree behind")
+        if not self.cfg.git_files:
+            return
+
+        def clone() -> float:
+            dt, _ = self.timed(["git", "clone", "-q", f"file://{self.repo}", str(mnt / "clone")], "git clone",
+                               env=self.git_env)
+            got = self.timed(["git", "-C", str(mnt / "clone"), "rev-parse", "HEAD"], "git rev-parse",
+                             env=self.git_env)[1].strip()
+            if got != self.head:
+                raise StageError(f"git clone: HEAD {got} != {self.head}")
+            return dt
+
+        stage("git", self.cfg.git_files, clone)
 
     def _io(self, mode: str, path: Path, mb: int) -> float:
         _, out = self.timed([sys.executable, "-c", IO_SCRIPT, mode, str(path), str(mb), str(self.cfg.seed)],
@@ -520,23 +527,30 @@ def drop_tables(ddb: DynamoDBLocal, table: str) -> None:
             client.delete_table(TableName=name)
 
 
+def on_fresh_source(latency_ms: float | None, work: Path, ddb: Callable[[], DynamoDBLocal],
+                    fn: Callable[[Source, Any | None], None]) -> None:
+    """mkfs a fresh source (the local store for ``latency_ms`` None, else a new table behind a
+    latency proxy) and run ``fn(source, proxy)`` on it; the proxy and tables go afterwards."""
+    if latency_ms is None:
+        src = Source(f"local:{work / f'local-{uuid.uuid4().hex[:6]}.db'}", None, "sqlite")
+        _mkfs(src)
+        fn(src, None)
+        return
+    server = ddb()
+    table = unique_table()
+    proxy = start_latency_proxy(server.endpoint, latency_ms)
+    try:
+        _mkfs(Source(f"aws:{REGION}/{table}", server.endpoint, "dynamodb"))  # no need to wait on mkfs
+        fn(Source(f"aws:{REGION}/{table}", proxy.endpoint, "dynamodb"), proxy)
+    finally:
+        proxy.stop()
+        drop_tables(server, table)
+
+
 def run_column(bench: Bench, col: Column, work: Path, ddb: Callable[[], DynamoDBLocal], warm_up: bool) -> None:
     """mkfs a fresh source for the column, then run its stages (errors end up in ``col.error``)."""
     try:
-        if col.latency_ms is None:
-            src = Source(f"local:{work / f'local-{uuid.uuid4().hex[:6]}.db'}", None, "sqlite")
-            _mkfs(src)
-            bench.run(col, src, None)
-            return
-        server = ddb()
-        table = unique_table()
-        proxy = start_latency_proxy(server.endpoint, col.latency_ms)
-        try:
-            _mkfs(Source(f"aws:{REGION}/{table}", server.endpoint, "dynamodb"))  # no need to wait on mkfs
-            bench.run(col, Source(f"aws:{REGION}/{table}", proxy.endpoint, "dynamodb"), proxy, warm_up)
-        finally:
-            proxy.stop()
-            drop_tables(server, table)
+        on_fresh_source(col.latency_ms, work, ddb, lambda src, proxy: bench.run(col, src, proxy, warm_up and proxy is not None))
     except (StageError, AssertionError, OSError, subprocess.SubprocessError) as e:
         col.error = f"{type(e).__name__}: {e}".strip()[:4000]
 
@@ -563,7 +577,7 @@ def _mbs(col: Column, st: dict[str, Any], default_mb: int) -> str:
 
 def format_table(cols: list[Column], cfg: Config) -> str:
     """The Markdown table: one row per figure, one column per store/latency."""
-    rows: list[tuple[str, str, Callable[[Column, dict[str, Any]], str]]] = [
+    rows: list[Row] = [
         ("tar", "requests per file, tar: own (dynlog's counters)", lambda c, s: _num(s["own_per"], 2)),
         ("tar", "requests per file, tar: all at the proxy", lambda c, s: _num(s["all_per"], 2)),
         ("tar", "requests per file, tar: all − idle", lambda c, s: _num(s["all_minus_idle_per"], 2)),
@@ -578,13 +592,58 @@ def format_table(cols: list[Column], cfg: Config) -> str:
         ("read", "cold read (fresh mount): MB/s", lambda c, s: _mbs(c, s, cfg.mb)),
         ("idle", "idle mount: requests/s, all", lambda c, s: _num(s["per_second"])),
     ]
-    lines = ["| | " + " | ".join(column_name(c.latency_ms) for c in cols) + " |",
-             "|---|" + "---|" * len(cols)]
+    return render_table(cols, rows, lambda c: column_name(c.latency_ms))
+
+
+Row = tuple[str, str, Callable[[Any, dict[str, Any]], str]]  # (stage, label, cell(column, stage's figures))
+
+
+def render_table(cols: list[Any], rows: list[Row], title: Callable[[Any], str]) -> str:
+    """A Markdown table, one row per figure and one column per column; errors as notes below."""
+    lines = ["| | " + " | ".join(title(c) for c in cols) + " |", "|---|" + "---|" * len(cols)]
     for stage, label, cell in rows:
         vals = [cell(c, c.stages[stage]) if stage in c.stages else "–" for c in cols]
         lines.append(f"| {label} | " + " | ".join(vals) + " |")
-    notes = [f"- {column_name(c.latency_ms)}: {c.error}" for c in cols if c.error]
+    notes = [f"- {title(c)}: {c.error}" for c in cols if c.error]
     return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def isolate_aws_env() -> None:
+    """Fake credentials, no profile, no endpoint from the environment: only DynamoDB Local."""
+    os.environ.update(FAKE_ENV)
+    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_DYNAMODB_STREAMS"):
+        os.environ.pop(var, None)
+
+
+class LazyDDB:
+    """DynamoDB Local, started on first use (or someone else's at ``endpoint``: only its address
+    is used, never stopped)."""
+
+    def __init__(self, endpoint: str | None) -> None:
+        self.endpoint = endpoint
+        self.server: DynamoDBLocal | None = None
+
+    def __call__(self) -> DynamoDBLocal:
+        if self.server is None:
+            self.server = DynamoDBLocal()
+            if self.endpoint:
+                self.server.port = int(self.endpoint.rsplit(":", 1)[1].strip("/"))
+            else:
+                self.server.start()
+        return self.server
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.close()  # with an endpoint it started nothing: this only drops its log file
+
+
+def git_env(work: Path) -> dict[str, str]:
+    """git's environment for the generated repository: no user config, fixed names and dates."""
+    return {**os.environ, "HOME": str(work), "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "bench",
+            "GIT_AUTHOR_EMAIL": "bench@example.invalid", "GIT_COMMITTER_NAME": "bench",
+            "GIT_COMMITTER_EMAIL": "bench@example.invalid", "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
+            "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
 
 
 def commit() -> str:
@@ -615,47 +674,30 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config(args.files, args.dirs, args.git_files, args.mb, args.seed, args.stage_timeout, args.idle_seconds,
                  args.warmup_files)
     latencies = parse_columns(args.columns or f"local,ddb0,ddb{args.latency_ms:g}", args.latency_ms)
-    os.environ.update(FAKE_ENV)
-    os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
-    for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL_DYNAMODB_STREAMS"):
-        os.environ.pop(var, None)
+    isolate_aws_env()
     started = time.monotonic()
     cols: list[Column] = []
-    server: DynamoDBLocal | None = None
-
-    def ddb() -> DynamoDBLocal:
-        nonlocal server
-        if server is None:
-            server = DynamoDBLocal()
-            if args.ddb_endpoint:  # someone else's server: only its address is used, never stopped
-                server.port = int(args.ddb_endpoint.rsplit(":", 1)[1].strip("/"))
-            else:
-                server.start()
-        return server
+    ddb = LazyDDB(args.ddb_endpoint)
 
     with tempfile.TemporaryDirectory(prefix="dynlog-latency-") as tmp:
         work = Path(tmp)
         tree = make_tree(cfg.files, cfg.dirs, cfg.seed)
         write_tar(tree, work / "tree.tar", "tree")
         write_tar(make_tree(cfg.warmup_files, cfg.dirs, cfg.seed + 100), work / "warmup.tar", "warmup")
-        git_env = {**os.environ, "HOME": str(work), "GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "bench",
-                   "GIT_AUTHOR_EMAIL": "bench@example.invalid", "GIT_COMMITTER_NAME": "bench",
-                   "GIT_COMMITTER_EMAIL": "bench@example.invalid", "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
-                   "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z"}
-        head = make_git_repo(work / "repo", cfg.git_files, cfg.seed, git_env)
-        bench = Bench(cfg, work, tree, work / "tree.tar", work / "repo", head, git_env)
+        genv = git_env(work)
+        head = make_git_repo(work / "repo", cfg.git_files, cfg.seed, genv)
+        bench = Bench(cfg, work, tree, work / "tree.tar", work / "repo", head, genv)
         try:
             for lat in latencies:
                 col = Column(column_name(lat), lat, args.latency_mb if lat and args.latency_mb else cfg.mb)
                 t0 = time.monotonic()
-                run_column(bench, col, work, ddb, warm_up=lat is not None and server is None)
+                run_column(bench, col, work, ddb, warm_up=lat is not None and ddb.server is None)
                 col.stages.setdefault("meta", {})["seconds"] = time.monotonic() - t0
                 cols.append(col)
                 print(f"[latency bench] {col.name}: {time.monotonic() - t0:.0f} s{' — ' + col.error if col.error else ''}",
                       file=sys.stderr, flush=True)
         finally:
-            if server is not None:
-                server.close()  # with --ddb-endpoint it started nothing: this only drops its log file
+            ddb.close()
     failed = any(c.error for c in cols)
     doc = json.dumps({"commit": commit(), "config": asdict(cfg), "argv": sys.argv[1:] if argv is None else argv,
                       "seconds": time.monotonic() - started, "columns": [asdict(c) for c in cols]}, indent=1)

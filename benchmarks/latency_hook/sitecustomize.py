@@ -6,7 +6,9 @@ the benchmark must run ``dynlog mount`` unchanged. The benchmark puts this folde
 daemon's PYTHONPATH and names a control file in DYNLOG_BENCH_COUNTERS; Python imports
 ``sitecustomize`` at start-up, so the daemon then (1) tallies every request that any
 RequestMetrics records, per (file-system operation, store call), and (2) answers a request file
-``CTL.req`` holding a token by writing ``CTL`` as JSON ``{"token": ..., "counts": {"op|call": n}}``.
+``CTL.req`` holding a token by writing ``CTL`` as JSON ``{"token": ..., "counts": {"op|call": n}}``
+(and ``CTL.ops.req`` by writing ``CTL.ops``: ``{"token": ..., "ops": {operation: n}}``, the
+file-system operations by kind, for benchmarks/writebehind.py).
 Any other process (no variable set) is left alone. A failure is reported in the JSON, never
 raised: counting must not change what the mount does.
 """
@@ -21,6 +23,7 @@ def _install(ctl: str) -> None:
     import threading
     import time
     from collections import Counter
+    from typing import Callable
 
     lock = threading.Lock()
     totals: Counter[str] = Counter()
@@ -39,22 +42,34 @@ def _install(ctl: str) -> None:
     except Exception as e:  # noqa: BLE001 - reported to the benchmark instead
         error = f"{type(e).__name__}: {e}"
 
+    def answer(out: str, body: Callable[[], dict]) -> bool:
+        """Answer a request file ``out.req`` (a token) by writing ``out``; False if none waits."""
+        req, taken = out + ".req", out + ".taken"
+        try:  # take the request first: the next one may be written as soon as this is answered
+            os.replace(req, taken)
+            with open(taken) as f:
+                token = f.read()
+        except FileNotFoundError:
+            return False
+        tmp = f"{out}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            json.dump({"token": token, **body()}, f)
+        os.replace(tmp, out)
+        return True
+
+    def counts() -> dict:
+        with lock:
+            return {"counts": dict(totals), "error": error}
+
+    def ops() -> dict:  # file-system operations by kind (benchmarks/writebehind.py)
+        from dynlog.store import metrics
+
+        return {"ops": metrics.OPERATIONS.snapshot()}
+
     def serve() -> None:
-        req, taken = ctl + ".req", ctl + ".taken"
         while True:
-            try:  # take the request first: the next one may be written as soon as this is answered
-                os.replace(req, taken)
-                with open(taken) as f:
-                    token = f.read()
-            except FileNotFoundError:
+            if not (answer(ctl, counts) | answer(ctl + ".ops", ops)):
                 time.sleep(0.01)
-                continue
-            with lock:
-                snap = dict(totals)
-            tmp = f"{ctl}.{os.getpid()}.tmp"
-            with open(tmp, "w") as f:
-                json.dump({"token": token, "counts": snap, "error": error}, f)
-            os.replace(tmp, ctl)
 
     threading.Thread(target=serve, name="dynlog-bench-counters", daemon=True).start()
 

@@ -189,7 +189,8 @@ class RelayFeed(ChangeFeed):
         return ChangeBatch(batch.changes, True)
 
     def _publish(self, batch: ChangeBatch, fresh_ns: int) -> None:
-        keys = sorted({(c.path, c.name) for c in batch.changes if c.name.startswith("j/")})
+        # journal records, and write-behind asks (wb/<holder>: the holder learns of them at once)
+        keys = sorted({(c.path, c.name) for c in batch.changes if c.name.startswith("j/") or c.path.startswith("wb/")})
         if not keys:
             return
         self._published += 1

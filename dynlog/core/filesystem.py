@@ -120,6 +120,7 @@ class FileSystem:
             raise FsError(errno.EINVAL, f"freshness must be auto, direct, relay or ttl, not {freshness!r}")
         self.freshness = freshness if feed is not None else "ttl"
         if feed is not None:
+            feed = self.wb.watch(feed)  # asks for this mount's write-behind leases arrive with the feed
             follower = self.follower = Follower(self.cache, feed, on_invalidate)
             self.cache.confirmed = lambda: follower.confirmed_at if follower.healthy else float("-inf")
             follower.start()

@@ -107,6 +107,10 @@ class ViewCache:
         folded (empty after a rebuild, which callers treat as "everything may have changed")."""
         with view.lock:
             started = time.monotonic()
+            if view.own_lease:  # nothing to read: see View.own_lease (a batch may be in flight)
+                view.validated = started
+                view.stale = False
+                return []
             recs: list[Record] = []
             try:
                 recs = self.journals.read_after(view.jid, view.head)
@@ -152,7 +156,7 @@ class ViewCache:
         from .. import schema
 
         view = self.peek(change.path)
-        if view is None or not change.name.startswith("j/"):
+        if view is None or not change.name.startswith("j/") or view.own_lease:
             return None, []
         seq = schema.record_seq(change.name)
         if seq <= view.head or (change.path, seq) in self.journals.inflight:

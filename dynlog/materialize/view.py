@@ -52,6 +52,10 @@ class View:
         self.lease_until = 0
         self.head_session = ""  # session of the record at head (write-behind: recent foreign activity)
         self.pinned = False  # holds write-behind events not yet committed: never evicted
+        # this mount holds a write-behind lease here: nobody else may append, so the view (with
+        # the operations it acknowledged) is the truth; refresh reads nothing, and the change
+        # feed's records of the journal are this mount's own batches (ViewCache)
+        self.own_lease = False
 
     # -- folding ---------------------------------------------------------------------------
     def apply(self, rec: Record) -> None:

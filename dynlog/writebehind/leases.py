@@ -41,7 +41,7 @@ from ..journal.record import Record
 from ..materialize.cache import ViewCache
 from ..materialize.draft import Draft
 from ..materialize.view import View, fold
-from ..store.base import Delete, Put, Store
+from ..store.base import ChangeBatch, ChangeFeed, Delete, Put, Store
 
 log = structlog.get_logger(__name__)
 
@@ -53,10 +53,10 @@ class Settings:
     """The knobs, with the defaults the architecture document explains."""
 
     lease_s: float = 5.0  # a lease's length; renewed inside the batches when half of it is left
-    window_s: float = 0.05  # flush window: an acknowledged operation is committed within about this
+    window_s: float = 0.2  # flush window: an acknowledged operation is committed within about this
     max_ops: int = 256  # operations per record
     max_bytes: int = 300_000  # event JSON per record (an item may not pass 400 KB)
-    take_after: int = 8  # operations by this mount in one directory within take_window_s ...
+    take_after: int = 4  # operations by this mount in one directory within take_window_s ...
     take_window_s: float = 1.0  # ... before it takes a lease there
     idle_s: float = 1.0  # release a lease after this long without an operation
     cooldown_s: float = 2.0  # after a revocation: synchronous commits there for this long
@@ -64,7 +64,7 @@ class Settings:
     margin_s: float = 1.0  # stop acknowledging when less than this is left of the lease
     ask_stale_s: float = 30.0  # an ask older than this is from a mount that gave up or died
     wait_cap_s: float = 120.0  # longest wait for another mount's lease (it renews at most so long)
-    ask_poll_s: float = 0.05  # how often a holder reads its ask partition
+    ask_poll_s: float = 0.5  # fallback: how often a holder reads its ask partition unprompted
     skew_s: float = 0.5  # another mount's lease counts as expired only this long after its end
 
 
@@ -93,6 +93,12 @@ class _Held:
     last_flush: float = 0.0  # time.monotonic()
     revoke: bool = False  # another mount asked
     releasing: bool = False
+    # Serialises this journal's appends by this mount (the flusher's batches, a synchronous
+    # commit draining the queue). Taken before the view's lock, or under it only without
+    # blocking: the flusher puts a batch without holding the view's lock, so that this mount's
+    # lookups, stats and new operations in the directory never wait on a round trip.
+    append_lock: threading.Lock = field(default_factory=threading.Lock)
+    flushing: bool = False  # a batch is on its way to the store (set and cleared under the view's lock)
 
 
 class WriteBehind:
@@ -117,6 +123,8 @@ class WriteBehind:
         self._deps: dict[str, str] = {}  # child journal -> journal whose queue holds the child's creation
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self._asked = threading.Event()  # the change feed saw an ask for this mount: read them now
+        self._asks_read = 0.0  # time.monotonic() of the last read of the ask partition
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.taken = self.revoked = self.records = self.ops = self.lost = self.asks = 0
@@ -177,14 +185,25 @@ class WriteBehind:
         if holder != self.session:
             return self._expired(view.lease_until)  # expired: its holder may no longer append
         st = self._held.get(view.jid)
-        if st is not None and st.queue:
-            if not self._flush_locked(st):
+        if st is None:
+            return True
+        if st.flushing or (st.queue and not st.append_lock.acquire(blocking=False)):
+            return False  # a batch is in flight: wait() drains it without the view's lock
+        if st.queue:
+            try:
+                ok = self._flush(st)  # the view's lock is held (an RLock): a rare, synchronous drain
+            finally:
+                st.append_lock.release()
+            if not ok:
                 return self.check(view)  # the lease was lost: the view was re-read
         return True
 
     def wait(self, jid: str) -> None:
         """Ask the holder (an item in its ask partition, which it polls every window) and poll
         the journal's tail with backoff until a ``release`` appears or the lease expires."""
+        if jid in self._held:  # our own lease, a batch in flight: wait for it and drain the rest
+            self.flush_jid(jid)
+            return
         view = self.cache.get(jid)
         asked: str | None = None
         delay = 0.005
@@ -239,6 +258,16 @@ class WriteBehind:
             self._pool.shutdown(wait=True)
             self._pool = None
 
+    def watch(self, feed: ChangeFeed) -> ChangeFeed:
+        """The mount's change feed, passed through; an ask written to this mount's ask partition
+        (the SQLite change table and the DynamoDB stream carry every item written, the relay's
+        bulletin carries ``wb/`` keys) wakes the flusher to read the asks at once."""
+        return _AskWatch(feed, self)
+
+    def on_ask(self) -> None:
+        self._asked.set()
+        self._wake.set()
+
     def held(self) -> list[str]:
         return list(self._held)
 
@@ -247,12 +276,18 @@ class WriteBehind:
 
     # -- taking a lease -----------------------------------------------------------------------------
     def _busy(self, jid: str) -> bool:
-        """Count an operation here; True once there were ``take_after`` within the window."""
+        """Count an operation here; True once there were ``take_after`` within the window, or at
+        once in a directory this mount created moments ago and nobody has written to since (its
+        journal is still empty: tar, cp and git fill the directories they make)."""
         now = time.monotonic()
         s = self.settings
+        view = self.cache.peek(jid)
+        fresh = view is not None and view.head == 0 and now - view.committed < s.take_window_s
         with self._lock:
             if self._cool.get(jid, 0.0) > now:
                 return False
+            if fresh:
+                return True
             q = self._activity.get(jid)
             if q is None:
                 if len(self._activity) > 4096:
@@ -287,7 +322,7 @@ class WriteBehind:
                 return None
             view.apply(rec)
             view.mark_committed()
-            view.pinned = True
+            view.pinned = view.own_lease = True
             st = _Held(jid, view, until, now, last_op=time.monotonic(), last_flush=time.monotonic())
             with self._lock:
                 self._held[jid] = st
@@ -312,18 +347,11 @@ class WriteBehind:
         st = self._held.get(jid)
         if st is None:
             return
-        with st.view.lock:
+        with st.append_lock:
             if self._held.get(jid) is not st:
                 return
-            if release:
-                st.releasing = True
-            if st.view.removed:  # sealed by our own rmdir: nothing may follow the seal
-                self._drop(st)
-                return
-            if not self._flush_locked(st, release):
+            if not self._flush(st, release):
                 raise FsError(errno.EIO, f"{jid}: write-behind lease lost; acknowledged operations were dropped")
-            if release:
-                self._drop(st)
 
     def _flush_deps(self, jid: str) -> None:
         seen: set[str] = set()
@@ -348,43 +376,64 @@ class WriteBehind:
             size += op.size
         return k
 
-    def _flush_locked(self, st: _Held, release: bool = False) -> bool:
-        """Commit the queue as records (the caller holds the view's lock). False when the lease
-        turned out lost: the queued operations are dropped and the view re-read."""
+    def _flush(self, st: _Held, release: bool = False) -> bool:
+        """Commit the queue as records; with ``release``, end the lease in the last one and drop
+        it. The caller holds ``st.append_lock``. The view's lock is taken only to take a batch
+        and to move the head after the put: meanwhile this mount goes on reading the view and
+        acknowledging operations (appended to the queue behind the batch), a refresh reads
+        nothing (``View.own_lease``), and a synchronous commit here waits (``check``). False
+        when the lease turned out lost: the queued operations are dropped and the view re-read."""
         view = st.view
         lease_ns = int(self.settings.lease_s * NS)
         while True:
-            k = self._batch_len(st)
-            last = k == len(st.queue)
-            now = self.clock()
-            tail: list[Event] = []
-            new_until = None
-            if release and last:
-                tail.append(Release(self.session))
-            elif st.until - now < lease_ns // 2 and not st.revoke and not st.releasing:
-                new_until = now + lease_ns
-                tail.append(Lease(self.session, new_until))
-            if k == 0 and not tail:
-                return True
-            batch = [st.queue[i] for i in range(k)]
-            events = [e for op in batch for e in op.events] + tail
-            first = batch[0] if batch else None
-            ops = "+".join(dict.fromkeys(o.op for o in batch)) or ("release" if release else "lease")
-            rec = Record(st.jid, view.head + 1, tuple(events), first.ts if first else now, self.session,
-                         first.uid if first else 0, ops, view.head_hash).sealed()
+            with view.lock:
+                if release:
+                    st.releasing = True
+                if view.removed:  # sealed by our own rmdir: nothing may follow the seal
+                    self._drop(st)
+                    return True
+                k = self._batch_len(st)
+                last = k == len(st.queue)
+                now = self.clock()
+                tail: list[Event] = []
+                new_until = None
+                if release and last:
+                    tail.append(Release(self.session))
+                elif st.until - now < lease_ns // 2 and not st.revoke and not st.releasing:
+                    new_until = now + lease_ns
+                    tail.append(Lease(self.session, new_until))
+                if k == 0 and not tail:
+                    return True
+                batch = [st.queue[i] for i in range(k)]
+                events = [e for op in batch for e in op.events] + tail
+                first = batch[0] if batch else None
+                ops = "+".join(dict.fromkeys(o.op for o in batch)) or ("release" if release else "lease")
+                rec = Record(st.jid, view.head + 1, tuple(events), first.ts if first else now, self.session,
+                             first.uid if first else 0, ops, view.head_hash).sealed()
+                st.flushing = True
             try:
                 self.journals.append(rec)
             except JournalConflict:
-                self._lost(st)
+                with view.lock:
+                    st.flushing = False
+                    self._lost(st)
                 return False
-            for _ in range(k):
-                st.queue.popleft()
-            for ev in tail:
-                fold(ev, view, now)
-            view.head, view.head_hash, view.head_ts, view.head_session = rec.seq, rec.hash, rec.ts, rec.session
-            view.mark_committed()
-            if new_until is not None:
-                st.until = new_until
+            except BaseException:
+                with view.lock:
+                    st.flushing = False  # kept queued: retried by the next flush
+                raise
+            with view.lock:
+                st.flushing = False
+                for _ in range(k):
+                    st.queue.popleft()
+                for ev in tail:
+                    fold(ev, view, now)
+                view.head, view.head_hash, view.head_ts, view.head_session = rec.seq, rec.hash, rec.ts, rec.session
+                view.mark_committed()
+                if new_until is not None:
+                    st.until = new_until
+                if release and last:
+                    self._drop(st)
             done = [c for op in batch for c in op.children]
             if done:
                 with self._lock:
@@ -415,7 +464,7 @@ class WriteBehind:
         with self._lock:
             if self._held.get(st.jid) is st:
                 del self._held[st.jid]
-        st.view.pinned = False
+        st.view.pinned = st.view.own_lease = False
 
     # -- the flusher ---------------------------------------------------------------------------------
     def _start(self) -> None:
@@ -435,10 +484,12 @@ class WriteBehind:
             held = list(self._held.values())
             if not held:
                 continue
-            try:
-                self._poll_asks()
-            except Exception as e:  # noqa: BLE001 - the loop must keep turning
-                log.warning("writebehind.asks_failed", error=str(e))
+            if self._asked.is_set() or time.monotonic() - self._asks_read >= s.ask_poll_s:
+                self._asked.clear()
+                try:
+                    self._poll_asks()
+                except Exception as e:  # noqa: BLE001 - the loop must keep turning
+                    log.warning("writebehind.asks_failed", error=str(e))
             now_m = time.monotonic()
             now = self.clock()
             jobs: list[tuple[_Held, bool]] = []
@@ -471,6 +522,7 @@ class WriteBehind:
     def _poll_asks(self) -> None:
         """One Query of this mount's ask partition: a live ask for a held journal revokes it."""
         part = schema.ask_partition(self.session)
+        self._asks_read = time.monotonic()
         now = self.clock()
         stale: list[tuple[str, str]] = []
         for it in self.store.query("meta", part):
@@ -494,3 +546,25 @@ class WriteBehind:
             self.store.delete(Delete("meta", (schema.ask_partition(holder), f"{jid}@{self.session}")))
         except Exception as e:  # noqa: BLE001 - a left-over ask goes stale harmlessly
             log.debug("writebehind.unask_failed", jid=jid, error=str(e))
+
+
+class _AskWatch(ChangeFeed):
+    """A change feed passed through unchanged, watching for asks addressed to this mount (see
+    ``WriteBehind.watch``); every other attribute is the wrapped feed's."""
+
+    def __init__(self, feed: ChangeFeed, wb: WriteBehind) -> None:
+        self._feed = feed
+        self._wb = wb
+        self._part = schema.ask_partition(wb.session)
+
+    def poll(self, timeout: float) -> ChangeBatch:
+        batch = self._feed.poll(timeout)
+        if any(c.path == self._part for c in batch.changes):
+            self._wb.on_ask()
+        return batch
+
+    def close(self) -> None:
+        self._feed.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._feed, name)
