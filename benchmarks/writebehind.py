@@ -51,7 +51,6 @@ from latency import (  # noqa: E402
 )
 
 WRITE_CALLS = ("PutItem", "TransactWriteItems", "BatchWriteItem", "UpdateItem", "DeleteItem")
-PROPAGATION_ROUNDS = 5
 
 
 @dataclass
@@ -108,6 +107,8 @@ def operation_counts(ctl: Path, timeout: float = 10.0) -> dict[str, int]:
 class WBBench(Bench):
     """The stages of one column on a fresh mount (and a second one for propagation)."""
 
+    rounds = 5  # of the propagation measurement (--propagation-rounds)
+
     def run_column(self, col: Column, source: Source, proxy: Any | None) -> None:
         self.options = "writebehind" if col.writebehind else ""
         mounter = Mounter(self.work)
@@ -160,7 +161,7 @@ class WBBench(Bench):
             def measure() -> dict[str, list[float]]:
                 listed: list[float] = []
                 looked: list[float] = []
-                for r in range(PROPAGATION_ROUNDS):
+                for r in range(self.rounds):
                     for how, out in (("list", listed), ("lookup", looked)):
                         d = mnt / f"prop-{how}-{r}"
                         d.mkdir()
@@ -244,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stage-timeout", type=float, default=900.0)
     ap.add_argument("--warmup-files", type=int, default=200, help="unmeasured files first on DynamoDB (JVM warm-up)")
     ap.add_argument("--ddb-endpoint", default=None, help="use this DynamoDB Local instead of starting one")
+    ap.add_argument("--propagation-rounds", type=int, default=5, help="files created for the second mount to see")
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args(argv)
     cfg = Config(args.files, args.dirs, args.git_files, 1, args.seed, args.stage_timeout, 0.0, args.warmup_files)
@@ -261,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         genv = L.git_env(work)
         head = make_git_repo(work / "repo", cfg.git_files, cfg.seed, genv) if cfg.git_files else ""
         bench = WBBench(cfg, work, tree, work / "tree.tar", work / "repo", head, genv)
+        bench.rounds = args.propagation_rounds
         try:
             for name, lat, wb in specs:
                 col = Column(name, lat, 0, writebehind=wb)
