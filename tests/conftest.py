@@ -39,6 +39,26 @@ if False:  # typing only
 BACKENDS = ["sqlite", pytest.param("dynamodb", marks=pytest.mark.dynamodb)]
 
 
+# The slowest test files, slowest first (wall time of each file on two workers, from
+# `--durations`). They run first, so that with pytest-xdist (`--dist loadfile` hands out files in
+# collection order) a long file never starts last and leaves one worker idle while the other
+# finishes it. Order only: every test still runs.
+SLOW_FIRST = (
+    "faults/test_crash.py", "faults/test_workloads.py", "programs/test_git.py", "mounted/test_cli.py",
+    "engine/test_concurrency.py", "multimount/test_sqlite.py", "history/test_compact.py",
+    "mounted/test_two_mounts.py", "multimount/test_propagation.py", "bench/test_latency_bench.py",
+    "faults/test_outage.py", "programs/test_sqlite3.py", "programs/test_tar.py", "multimount/test_stress.py",
+    "writebehind/test_crash.py", "mounted/test_data_integrity.py", "mounted/test_stats.py",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).resolve().parent
+    rank = {str(here / name): i for i, name in enumerate(SLOW_FIRST)}
+    items.sort(key=lambda item: rank.get(str(item.path), len(SLOW_FIRST)))  # stable: file order kept within
+
+
 @pytest.fixture(scope="session")
 def aws_env() -> Iterator[dict[str, str]]:
     """Fake AWS credentials and region in os.environ for the session, so boto3 never looks for

@@ -44,6 +44,13 @@ def unique_table() -> str:
     return f"t{uuid.uuid4().hex[:12]}"
 
 
+# DynamoDB Local is the biggest CPU consumer of the suite (about 40%: ~2.5 ms of Java CPU per
+# request once warm, more while the JIT compiles). On the 2-core machine the serial collector and
+# the C1 compiler alone cut that to ~1.6 ms a request and halve the start-up cost, measured with
+# 1,000 conditional puts and queries (round 0 / warm: 6.7 / 2.0 ms default, 3.0 / 1.6 ms these).
+JVM_OPTIONS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+
+
 class DynamoDBLocalError(RuntimeError):
     """DynamoDB Local could not be found or started (a test failure, not a skip)."""
 
@@ -119,7 +126,7 @@ class DynamoDBLocal:
         for _ in range(3):  # the free port may be taken between probing and binding it
             self.port = self.fixed_port or free_port()
             storage = ["-dbPath", str(self.db_path)] if self.db_path is not None else ["-inMemory"]
-            cmd = [self.java, f"-Djava.library.path={self.jar_dir / 'DynamoDBLocal_lib'}", "-jar",
+            cmd = [self.java, *JVM_OPTIONS, f"-Djava.library.path={self.jar_dir / 'DynamoDBLocal_lib'}", "-jar",
                    str(self.jar_dir / "DynamoDBLocal.jar"), *storage, "-sharedDb", "-disableTelemetry",
                    "-port", str(self.port)]
             self.proc = subprocess.Popen(cmd, cwd=self.jar_dir, stdin=subprocess.DEVNULL, stdout=self._log,
