@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from ..cluster.cadence import BULLETIN, RELAY_RENEW, STREAM
 from ..cluster.sessions import HEARTBEAT
-from ..store.streams import DISCOVERY_INTERVAL
 
 HOURS_PER_MONTH = 730.0  # AWS's convention for monthly estimates
 
@@ -65,6 +64,9 @@ def idle_reader() -> IdleCost:
 
 def idle_relay(shards: int = 1) -> IdleCost:
     """The one mount per file system that reads the stream (and renews the relay lease)."""
+    from ..store.streams import DISCOVERY_INTERVAL  # here, not above: it imports boto3 (~0.3 s), which
+    # `local:` mounts and most commands never need
+
     beats, renewals = 1 / HEARTBEAT.slow, 1 / RELAY_RENEW.slow
     stream = shards / STREAM.slow + 1 / DISCOVERY_INTERVAL
     return IdleCost("relay", beats + renewals, 0.0, (beats + renewals) * SMALL_PUT_UNITS, stream)

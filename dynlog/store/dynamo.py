@@ -22,6 +22,7 @@ allocator is its only user, and a double add only skips a range of inode numbers
 from __future__ import annotations
 
 import os
+import threading
 import time
 import uuid
 from typing import Any, Iterator, Sequence
@@ -140,6 +141,20 @@ def _translate(e: botocore.exceptions.ClientError) -> Exception:
     return StoreError(f"{code}: {msg}")
 
 
+# One boto3 Session per process: a Session loads and caches the service models and resolves the
+# credentials, about 0.1 s of CPU, which a Session per store paid again for every store opened
+# (the CLI, fsck and tests open many). Sessions are not thread-safe, so clients are made under
+# a lock; the clients themselves are.
+_SESSION_LOCK = threading.Lock()
+_SESSION: list[boto3.session.Session] = []
+
+
+def _shared_session() -> boto3.session.Session:
+    if not _SESSION:
+        _SESSION.append(boto3.session.Session())
+    return _SESSION[0]
+
+
 class DynamoStore(Store):
     def __init__(self, region: str, table: str, *, endpoint_url: str | None = None,
                  metrics: RequestMetrics | None = None, session: boto3.session.Session | None = None) -> None:
@@ -154,10 +169,11 @@ class DynamoStore(Store):
         self.endpoint_url = endpoint_url
         cfg = Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=64,
                      connect_timeout=5, read_timeout=20, tcp_keepalive=True)
-        sess = session or boto3.session.Session()
         try:
-            self.client = sess.client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=cfg)
-            self.streams = sess.client("dynamodbstreams", region_name=region, endpoint_url=endpoint_url, config=cfg)
+            with _SESSION_LOCK:
+                sess = session or _shared_session()
+                self.client = sess.client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=cfg)
+                self.streams = sess.client("dynamodbstreams", region_name=region, endpoint_url=endpoint_url, config=cfg)
         except botocore.exceptions.BotoCoreError as e:
             raise StoreError(f"{self.source}: {e}") from e
 

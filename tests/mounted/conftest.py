@@ -31,7 +31,9 @@ from typing import Callable, Iterator
 import pytest
 
 from dynamodb_local import REGION, unique_table  # tests/ is on sys.path (root conftest)
+from dynlog.core.superblock import mkfs
 from dynlog.fuse import mounttab
+from dynlog.store.source import open_store
 
 REPO = Path(__file__).resolve().parents[2]
 MOUNT_TIMEOUT = 30.0
@@ -74,8 +76,13 @@ def _make_source(backend: str, base: Path, request: pytest.FixtureRequest) -> So
     else:
         ddb = request.getfixturevalue("ddb_local")
         src = Source(f"aws:{REGION}/{unique_table()}", ddb.endpoint, "dynamodb")
-    res = run_cli(*src.global_args(), "mkfs", src.source)
-    assert res.returncode == 0, res.stderr
+    # In this process, not through `dynlog mkfs` (test_cli.py covers the command): a Python
+    # subprocess per formatted file system cost about a second of CPU, hundreds of times a run.
+    store = open_store(src.source, endpoint_url=src.endpoint)
+    try:
+        mkfs(store)
+    finally:
+        store.close()
     return src
 
 
