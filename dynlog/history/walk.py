@@ -20,8 +20,10 @@ import errno
 import json
 import stat
 import zlib
+from concurrent.futures import Executor
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Iterator
+from functools import partial
+from typing import Any, Callable, Iterable, Iterator
 
 from .. import schema
 from ..errors import DynlogError
@@ -198,6 +200,14 @@ class Journals:
         if d is None:
             d = self._data[jid] = read_journal(self.store, jid)
         return d
+
+    def prefetch(self, jids: Iterable[str], pool: Executor) -> None:
+        """Read many journals at once on ``pool`` (a pool that lives as long as the walk: SQLite
+        keeps a connection per thread). A tool that walks every journal (fsck) otherwise pays one
+        round trip per journal in a row: 80 s for 10,000 journals at 8 ms, instead of 5."""
+        todo = [jid for jid in dict.fromkeys(jids) if jid not in self._data]
+        for jid, data in zip(todo, pool.map(partial(read_journal, self.store), todo)):
+            self._data[jid] = data
 
     def forget(self, jid: str) -> None:
         self._data.pop(jid, None)
