@@ -22,12 +22,12 @@ import os
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .. import schema
 from ..data.blocks import READ_BATCH, WRITE_BATCH, BlockStore
 from ..errors import FsError
-from ..journal.inode import INLINE_MAX, Inode, Run, map_lookup, with_contents
+from ..journal.inode import INLINE_MAX, Inode, Run, evolve, map_lookup, with_contents
 
 DIRTY_LIMIT = 64 * 1024 * 1024  # uncommitted bytes that force a commit (bounds what a crash loses)
 UPLOAD_INFLIGHT = 32 * 1024 * 1024  # bytes of background uploads in flight before a writer waits
@@ -80,14 +80,14 @@ class OpenFile:
         """``inode`` (as committed) with what this mount has not committed yet: stat shows it."""
         if not self.pending and self.size == inode.size:
             return inode
-        out = replace(inode, size=self.size)
+        changes: dict[str, object] = {"size": self.size}
+        ctime = inode.ctime
         if self.mtime is not None:
-            out = replace(out, mtime=self.mtime, ctime=self.mtime)
+            changes["mtime"] = changes["ctime"] = ctime = self.mtime
         if self.attrs:
-            attrs = dict(self.attrs)
-            attrs["ctime"] = max(attrs.get("ctime", 0), out.ctime)
-            out = replace(out, **attrs)
-        return out
+            changes.update(self.attrs)
+            changes["ctime"] = max(self.attrs.get("ctime", 0), ctime)
+        return evolve(inode, **changes)  # one copy: stat asks this several times per small file
 
 
 _wid_counter = itertools.count(1)
@@ -250,7 +250,7 @@ class FileData:
             if f.inode.data is not None:  # inline: its bytes become block 0's; contents() decides again
                 if f.inode.data and 0 not in f.dirty:
                     f.dirty[0] = bytearray(f.inode.data)
-                f.inode = replace(f.inode, data=None)
+                f.inode = evolve(f.inode, data=None)
             for i in [i for i in f.dirty if i * bs >= size]:
                 del f.dirty[i]
             for i in [i for i in f.staged if i * bs >= size]:
@@ -299,7 +299,7 @@ class FileData:
         runs, data = self.contents(f)
         attrs = f.commit_attrs()
         inode = with_contents(f.inode, attrs.pop("size"), runs or None, data, self.block_size)
-        self.after_commit(f, replace(inode, **attrs))
+        self.after_commit(f, evolve(inode, **attrs))
 
 
 def check_size(size: int) -> None:

@@ -14,7 +14,6 @@ import secrets
 import stat
 import threading
 import time
-from dataclasses import replace
 from typing import Callable, Iterator
 
 import structlog
@@ -23,7 +22,7 @@ from .. import schema
 from ..data.blocks import BlockCache, BlockStore
 from ..errors import FsError
 from ..journal.append import Committer
-from ..journal.inode import Inode
+from ..journal.inode import Inode, evolve
 from ..journal.log import JournalStore
 from ..materialize.cache import ViewCache
 from ..store.base import Store
@@ -180,7 +179,7 @@ class FileSystem:
                 if node is not None:
                     return to_stat(self._node_attrs(node), self.block_size)
                 with f.lock:  # no name left (unlinked while open): what this handle holds
-                    return to_stat(replace(f.shown(f.inode), nlink=0), self.block_size)
+                    return to_stat(evolve(f.shown(f.inode), nlink=0), self.block_size)
             if path is None:
                 raise FsError(errno.EBADF, f"bad handle {fh}")
             return to_stat(self._node_attrs(self.ns.resolve(path)), self.block_size)
@@ -317,7 +316,7 @@ class FileSystem:
                 subject = iview.subject
             if subject is None or subject.nlink < 1:
                 return None
-            return Node(None, "", replace(subject, linked=True))
+            return Node(None, "", evolve(subject, linked=True))
         view = self.ns.dir_view(f.parent, max_age)
         with view.lock:
             ent = view.entries.get(f.name)
@@ -356,14 +355,31 @@ class FileSystem:
         return f if f is not None and f.writers > 0 and not node.entry.is_dir else None
 
     def _fold_attrs(self, f: OpenFile, node: Node, changes: dict[str, int],
-                    check: Callable[[Inode], dict[str, int]] | None = None) -> None:
+                    check: Callable[[Inode], dict[str, int]] | None = None) -> dict[str, int]:
+        """Hold a chmod, chown or utimens of a file open for writing for its commit. Returns
+        its stat afterwards, as getattr would give it (libfuse asks for it right after)."""
         with f.lock:
-            cur = f.shown(self.ns.attrs(node))
+            base = self.ns.attrs(node)
+            cur = f.shown(base)
             attrs = dict(changes)
             if check is not None:
                 attrs.update(check(cur))
             f.attrs.update(attrs)
             f.attrs["ctime"] = max(time.time_ns(), cur.ctime)
+            return to_stat(f.shown(base), self.block_size)
+
+    def _setattr_target(self, path: str | None, fh: int | None) -> tuple[OpenFile | None, Node | None]:
+        """(the open file, None) when ``fh`` is a file unlinked while open (see _unlinked), else
+        (None, its node) as _target finds it: one resolution for both questions."""
+        f = self._handles.get(fh) if fh is not None else None
+        if f is not None:
+            node = self._file_node(f)
+            if node is None:
+                return f, None
+            return None, node
+        if path is None:
+            raise FsError(errno.EBADF, "no path and no handle")
+        return None, self.ns.resolve(path)
 
     def _unlinked(self, fh: int | None) -> OpenFile | None:
         """The open file behind ``fh`` when no name is left for it (unlinked while open)."""
@@ -381,23 +397,25 @@ class FileSystem:
             if check is not None:
                 attrs.update(check(f.inode))
             attrs.setdefault("ctime", time.time_ns())
-            f.inode = replace(f.inode, **attrs)
+            f.inode = evolve(f.inode, **attrs)
 
-    def chmod(self, path: str | None, mode: int, caller: Caller, fh: int | None = None) -> None:
+    def chmod(self, path: str | None, mode: int, caller: Caller, fh: int | None = None) -> dict[str, int] | None:
+        """Returns the file's stat afterwards when that came for free (a file open for writing
+        here, whose change waits for its commit), else None. So do chown and utimens."""
         with self._op("chmod"):
-            gone = self._unlinked(fh)
-            if gone is not None:
+            gone, node = self._setattr_target(path, fh)
+            if node is None:
                 self._set_local(gone, {}, lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)})
-                return
-            node = self._target(path, fh)
+                return None
             check = lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)}  # noqa: E731
             f = self._writing(node)
             if f is not None:
-                self._fold_attrs(f, node, {}, check)
-                return
+                return self._fold_attrs(f, node, {}, check)
             self._set_attrs(node, fh, {}, caller, "chmod", check=check)
+            return None
 
-    def chown(self, path: str | None, uid: int, gid: int, caller: Caller, fh: int | None = None) -> None:
+    def chown(self, path: str | None, uid: int, gid: int, caller: Caller,
+              fh: int | None = None) -> dict[str, int] | None:
         with self._op("chown"):
             changes = {}
             if uid != -1 and uid != 0xFFFFFFFF:
@@ -414,19 +432,18 @@ class FileSystem:
                     out["mode"] = keep
                 return out
 
-            gone = self._unlinked(fh)
-            if gone is not None:
+            gone, node = self._setattr_target(path, fh)
+            if node is None:
                 self._set_local(gone, changes, kill_suid if caller.uid != 0 else None)
-                return
-            node = self._target(path, fh)
+                return None
             f = self._writing(node)
             if f is not None:
-                self._fold_attrs(f, node, changes, kill_suid if caller.uid != 0 else None)
-                return
+                return self._fold_attrs(f, node, changes, kill_suid if caller.uid != 0 else None)
             self._set_attrs(node, fh, changes, caller, "chown", check=kill_suid if caller.uid != 0 else None)
+            return None
 
     def utimens(self, path: str | None, atime: int | str | None, mtime: int | str | None, caller: Caller,
-                fh: int | None = None) -> None:
+                fh: int | None = None) -> dict[str, int] | None:
         """Times in ns; UTIME_NOW ("now") or None (UTIME_OMIT) for either."""
         with self._op("utimens"):
             now = time.time_ns()
@@ -435,19 +452,18 @@ class FileSystem:
                 changes["atime"] = now if atime == UTIME_NOW else int(atime)
             if mtime is not None:
                 changes["mtime"] = now if mtime == UTIME_NOW else int(mtime)
-            gone = self._unlinked(fh)
-            if gone is not None:
+            gone, node = self._setattr_target(path, fh)
+            if node is None:
                 self._set_local(gone, changes)
-                return
-            node = self._target(path, fh)
+                return None
             f = self._writing(node)
             if f is not None:
-                self._fold_attrs(f, node, changes)
-                return
+                return self._fold_attrs(f, node, changes)
             f = self._files.get(node.ino)
             if f is not None and "mtime" in changes:
                 self._flush_file(f, caller)  # pending writes must not overwrite the time set here
             self._set_attrs(node, fh, changes, caller, "utimens")
+            return None
 
     def truncate(self, path: str | None, size: int, caller: Caller, fh: int | None = None) -> None:
         with self._op("truncate"):
@@ -490,12 +506,16 @@ class FileSystem:
     # -- xattrs -------------------------------------------------------------------------------------
     def getxattr(self, path: str | None, key: str, fh: int | None = None) -> bytes:
         """``fh``: a handle, for a file unlinked while open (no path names it any more)."""
+        v = self.xattr_value(path, key, fh)
+        if v is None:
+            raise FsError(errno.ENODATA, key)
+        return v
+
+    def xattr_value(self, path: str | None, key: str, fh: int | None = None) -> bytes | None:
+        """getxattr's value, or None when the inode has no such attribute (ENODATA)."""
         with self._op("getxattr"):
             gone = self._unlinked(fh)
-            v = (gone.inode if gone is not None else self.ns.attrs(self.ns.resolve(str(path)))).xattr(key)
-            if v is None:
-                raise FsError(errno.ENODATA, key)
-            return v
+            return (gone.inode if gone is not None else self.ns.attrs(self.ns.resolve(str(path)))).xattr(key)
 
     def listxattr(self, path: str | None, fh: int | None = None) -> list[str]:
         with self._op("listxattr"):
@@ -532,7 +552,7 @@ class FileSystem:
                 raise FsError(errno.ENODATA, key)
             if mode & XATTR_CREATE and exists:
                 raise FsError(errno.EEXIST, key)
-            f.inode = replace(f.inode.with_xattr(key, value), ctime=time.time_ns())
+            f.inode = evolve(f.inode.with_xattr(key, value), ctime=time.time_ns())
 
     # -- files ----------------------------------------------------------------------------------------
     def open(self, path: str, flags: int, caller: Caller) -> int:

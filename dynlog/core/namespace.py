@@ -11,14 +11,14 @@ import errno
 import functools
 import stat
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .. import schema
 from ..errors import FsError, JournalConflict
 from ..journal.append import Committer, NeedJournal, Tx
 from ..journal.events import Create, Detach, InodeInit, Link, MoveIn, MoveOut, Remove, Rename, SetAttr, SetXattr
-from ..journal.inode import Inode
+from ..journal.inode import Inode, evolve
 from ..materialize.cache import ViewCache
 from ..materialize.draft import Draft
 from ..materialize.view import View
@@ -109,12 +109,19 @@ class Namespace:
             return self._resolve(path, 0.0)
 
     def _resolve(self, path: str, max_age: float | None) -> Node:
-        node = self.root
+        # Hot: every FUSE callback by path walks here (several per small file tar writes), so the
+        # walk keeps locals and builds one Node at the end instead of one per component.
+        comps = components(path)
+        if not comps:
+            return self.root
+        get = self.cache.get
+        age = self.ttl if max_age is None else max_age
+        entry = self.root.entry
         chain: list[int] = []
-        for comp in components(path):
-            if not node.entry.is_dir:
+        for comp in comps:
+            if not stat.S_ISDIR(entry.mode):
                 raise FsError(errno.ENOTDIR, path)
-            view = self.dir_view(node.ino, max_age)
+            view = get(schema.dir_journal(entry.ino), age)
             with view.lock:
                 if view.removed:
                     raise ParentRemoved(path)
@@ -123,9 +130,9 @@ class Namespace:
                 if len(comp.encode("utf-8", "surrogateescape")) > 255:
                     raise FsError(errno.ENAMETOOLONG, path)
                 raise FsError(errno.ENOENT, path)
-            chain.append(node.ino)
-            node = Node(node.ino, comp, ent, tuple(chain))
-        return node
+            chain.append(entry.ino)
+            entry = ent
+        return Node(chain[-1], comps[-1], entry, tuple(chain))
 
     def resolve_dir(self, path: str, max_age: float | None = None) -> Node:
         node = self.resolve(path, max_age)
@@ -193,7 +200,7 @@ class Namespace:
                 raise FsError(errno.EEXIST, path)
             if not slot:
                 slot.append(self._new_inode(mode, caller, pattrs, tx.ts, **kw))
-            inode = replace(slot[0], atime=tx.ts, mtime=tx.ts, ctime=tx.ts)
+            inode = evolve(slot[0], atime=tx.ts, mtime=tx.ts, ctime=tx.ts)
             d.emit(Create(name, inode))
             return inode
 
@@ -436,7 +443,7 @@ class Namespace:
                 i.emit(SetAttr("", {"nlink": i.subject.nlink + 1, "ctime": tx.ts}))
                 shared = i.subject
             else:
-                shared = replace(ent, nlink=2, ctime=tx.ts, linked=False)
+                shared = evolve(ent, nlink=2, ctime=tx.ts, linked=False)
                 i.emit(InodeInit(shared))
                 s.emit(Detach(sname, ent.ino))
             t.emit(Link(dname, ent.ino, stat.S_IFMT(ent.mode)))

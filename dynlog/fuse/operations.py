@@ -91,9 +91,16 @@ def errno_of(exc: BaseException) -> int | None:
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+# Callbacks that change nothing a getattr shows. Every other callback ends a change (see
+# DynlogOperations._changed): a getattr reply left by a callback (see _offer_reply) is only used
+# when no change of this mount ended between its making and the getattr that takes it.
+READ_ONLY_OPS = frozenset({"getattr", "getxattr", "xattr_value", "listxattr", "readdir", "readlink", "access",
+                           "statfs", "opendir", "releasedir", "read"})
+
 
 def fuse_op(func: F) -> F:
     """Map errors of one callback: known ones to their errno, anything else logged and EIO."""
+    changes = func.__name__ not in READ_ONLY_OPS
 
     @functools.wraps(func)
     def wrapper(self: "DynlogOperations", *args: Any, **kwargs: Any) -> Any:
@@ -107,6 +114,9 @@ def fuse_op(func: F) -> F:
             elif isinstance(e, StoreError):
                 log.warning("fuse.store_error", op=func.__name__, error=str(e))
             raise FuseOSError(code) from None
+        finally:
+            if changes:
+                self._changed()
 
     return wrapper  # type: ignore[return-value]
 
@@ -162,8 +172,44 @@ class DynlogOperations(Operations):
         # libfuse thread -> hidden path whose setattr it is completing (see _setattr). Keyed by
         # thread id: a threading.local does not last from one callback of a libfuse thread to the next.
         self._setattr_of: dict[int, str] = {}
+        # getattr replies left for libfuse's getattr that follows create, chmod, chown and
+        # utimens on the same thread (see _offer_reply): thread id -> (path, fh, generation, stat).
+        # The generation counts changes this mount's callbacks (and the change feed) ended.
+        self._replies: dict[int, tuple[str | None, int | None, int, dict[str, int]]] = {}
+        self._generation = 0
+        self._gen_lock = threading.Lock()
         self._closed = False
         self.initialized = False  # libfuse called init: the file system was mounted
+
+    # -- getattr replies -----------------------------------------------------------------------
+    # libfuse's high-level API answers create and every setattr (chmod, chown, utimens) with a
+    # getattr of the same path and handle, on the same thread, right after our callback returns:
+    # about half the getattrs tar causes. A callback that already holds the file's attributes
+    # leaves them here, and that getattr takes them instead of resolving the file again. A reply
+    # is taken at most once, only by that thread for that (path, handle), and only if no other
+    # change ended on this mount since it was made (the generation; the change feed's remote
+    # changes count too): so it is exactly what a getattr would have computed then, never
+    # older than this mount's own changes.
+    def _changed(self) -> None:
+        """A callback that may change what getattr shows has ended (fuse_op calls this)."""
+        with self._gen_lock:
+            self._generation += 1
+
+    def _offer_reply(self, path: str | None, fh: int | None, st: dict[str, int] | None, start: int) -> None:
+        """Leave ``st`` (computed inside the change this callback makes) for libfuse's getattr.
+        ``start``: the generation when the callback began; if another change ended since, ``st``
+        may not show it, and nothing is left. The reply carries the generation the callback's own
+        _changed will set, so a change ending after this makes it unusable too."""
+        if st is not None:
+            with self._gen_lock:
+                if self._generation == start:
+                    self._replies[threading.get_ident()] = (path, fh, start + 1, st)
+
+    def _take_reply(self, path: str | None, fh: int | None) -> dict[str, int] | None:
+        reply = self._replies.pop(threading.get_ident(), None)
+        if reply is None or reply[0] != path or reply[1] != fh or reply[2] != self._generation:
+            return None
+        return reply[3]
 
     # -- lifecycle -----------------------------------------------------------------------------
     @overrides(Operations)
@@ -200,6 +246,11 @@ class DynlogOperations(Operations):
     @overrides(Operations)
     @fuse_op
     def getattr(self, path: str | None, fh: int | None = None) -> dict[str, int]:
+        if self._replies:
+            st = self._take_reply(path, fh)
+            if st is not None:
+                self._remember(path, st)
+                return st
         if fh is None and path in self._hidden:
             st = self.fs.getattr(None, self._handle_of(self._hidden[path], path))
             with self._lock:
@@ -287,6 +338,7 @@ class DynlogOperations(Operations):
         """The change feed saw remote changes to journal ``jid`` (``d/<ino>`` or ``i/<ino>``),
         touching ``names`` in it: drop the kernel's cached attributes and pages of those inodes
         (entries themselves expire within ENTRY_TIMEOUT). Runs on the follower's thread."""
+        self._changed()  # a getattr reply left before this may not show the change
         if self._fuse_ptr is None or self._closed or jid is None:
             return  # None means "everything": the kernel's short timeouts bound that case
         kind, _, ino = jid.partition("/")
@@ -426,19 +478,24 @@ class DynlogOperations(Operations):
         return 0
 
     # -- attributes ----------------------------------------------------------------------------
-    def _setattr(self, path: str | None, fh: int | None, call: Callable[[str | None, int | None], None]) -> int:
-        """Run ``call(path, fh)``, one of chmod, chown, utimens. fchmod, fchown and futimens of
-        a file unlinked while open reach us by libfuse's hidden path (the kernel sends no handle
-        for them): those are answered through the open handle."""
+    def _setattr(self, path: str | None, fh: int | None,
+                 call: Callable[[str | None, int | None], dict[str, int] | None]) -> int:
+        """Run ``call(path, fh)``, one of chmod, chown, utimens, which may return the stat after
+        it for libfuse's getattr (_offer_reply). fchmod, fchown and futimens of a file unlinked
+        while open reach us by libfuse's hidden path (the kernel sends no handle for them):
+        those are answered through the open handle."""
+        start = self._generation
         hidden = path if fh is None and path is not None and path in self._hidden else None
         if hidden is not None:
             path, fh = None, self._handle_of(self._hidden[hidden], hidden)
-        call(path, fh)
+        st = call(path, fh)
         if hidden is not None:
             # libfuse ends its setattr with a getattr of the hidden path, on this thread, whose
             # st_nlink it does not adjust for the hidden name (its getattr does): see getattr
             with self._lock:
                 self._setattr_of[threading.get_ident()] = hidden
+        else:
+            self._offer_reply(path, fh, st, start)
         self._sync_links(path, fh)
         return 0
 
@@ -470,8 +527,18 @@ class DynlogOperations(Operations):
     @overrides(Operations)
     @fuse_op
     def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
+        value = self.xattr_value(path, name)
+        if value is None:
+            raise FsError(errno.ENODATA, name)
+        return value
+
+    @fuse_op
+    def xattr_value(self, path: str, name: str) -> bytes | None:
+        """getxattr without the exception for "not there" (None): the kernel asks for
+        ``security.capability`` before every write to a file (FUSE caches no xattrs), and it is
+        almost never there."""
         fh = self._hidden_handle(path)
-        return self.fs.getxattr(None if fh else path, name, fh)
+        return self.fs.xattr_value(None if fh else path, name, fh)
 
     @overrides(Operations)
     @fuse_op
@@ -511,12 +578,14 @@ class DynlogOperations(Operations):
     @overrides(Operations)
     @fuse_op
     def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
+        start = self._generation
         fh = self.fs.create(path, mode, flags, caller())
         if flags & os.O_APPEND:
             self._append.add(fh)
         st = self._track(fh, path)
         if st is not None:
             self._remember(path, st)
+            self._offer_reply(path, fh, st, start)  # libfuse's lookup after create asks for it
         return fh
 
     @overrides(Operations)
@@ -685,6 +754,31 @@ def is_hidden_name(path: str) -> bool:
             and all(c in "0123456789abcdef" for c in name[12:]))
 
 
+_STAT_SIZE = ctypes.sizeof(mfusepy.c_stat)
+
+
+def fill_stat(buf: Any, attrs: dict[str, int]) -> None:
+    """Write FileSystem's stat dict (times in ns) into libfuse's ``struct stat``: every field
+    libfuse passes on to the kernel (convert_stat), the rest zeroed."""
+    ctypes.memset(buf, 0, _STAT_SIZE)
+    st = buf.contents
+    st.st_mode = attrs["st_mode"]
+    st.st_ino = attrs["st_ino"]
+    st.st_nlink = attrs["st_nlink"]
+    st.st_uid = attrs["st_uid"]
+    st.st_gid = attrs["st_gid"]
+    st.st_size = attrs["st_size"]
+    st.st_rdev = attrs.get("st_rdev", 0)
+    st.st_blocks = attrs.get("st_blocks", 0)
+    st.st_blksize = attrs.get("st_blksize", 0)
+    ts = st.st_atimespec
+    ts.tv_sec, ts.tv_nsec = divmod(attrs["st_atime"], 10**9)
+    ts = st.st_mtimespec
+    ts.tv_sec, ts.tv_nsec = divmod(attrs["st_mtime"], 10**9)
+    ts = st.st_ctimespec
+    ts.tv_sec, ts.tv_nsec = divmod(attrs["st_ctime"], 10**9)
+
+
 def _timespec_value(ts: Any) -> int | str | None:
     if ts.tv_nsec == UTIME_NOW_NSEC:
         return UTIME_NOW
@@ -705,6 +799,32 @@ class DynlogFUSE(mfusepy.FUSE):
     @staticmethod
     def _fh(fip: Any) -> int | None:
         return fip.contents.fh if fip else None
+
+    # The three callbacks below replace mfusepy's versions on tar's hot path (about 8 getattrs, 2
+    # getxattrs and a create per small file): mfusepy fills the stat field by field through
+    # getattr/setattr on names, asks inspect.signature on every create, and turns the ENODATA of
+    # an xattr that is not there into an exception that it logs and formats at debug level.
+    def getattr_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
+        attrs = self.operations.getattr(None if path is None else path.decode(self.encoding, self.errors),
+                                        fip.contents.fh if fip else None)
+        fill_stat(buf, attrs)
+        return 0
+
+    def create(self, path: bytes, mode: int, fip: Any) -> int:
+        fi = fip.contents
+        fi.fh = self.operations.create(self._dec(path), mode, fi.flags)
+        return 0
+
+    def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
+        ret = self.operations.xattr_value(self._dec(path), name.decode(self.encoding, self.errors))
+        if ret is None:
+            return -errno.ENODATA
+        if not value:
+            return len(ret)  # a size query
+        if len(ret) > size:
+            return -errno.ERANGE
+        ctypes.memmove(value, ret, len(ret))
+        return len(ret)
 
     def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
         return self.operations.rename(self._dec(old), self._dec(new), flags)

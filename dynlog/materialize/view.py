@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from dataclasses import replace
 from typing import Any
 
 from sortedcontainers import SortedDict
@@ -20,7 +19,7 @@ from ..journal.events import (
     Create, Detach, Event, InodeInit, Lease, Link, MoveIn, MoveOut, Orphaned, Release, Remove, Rename, SetAttr,
     SetXattr, Stamp,
 )
-from ..journal.inode import Inode, reference, with_contents
+from ..journal.inode import Inode, evolve, reference, with_contents
 from ..journal.record import GENESIS_HASH, Record
 
 
@@ -104,13 +103,13 @@ class View:
     # -- reading ---------------------------------------------------------------------------
     def own_inode(self, base: Inode) -> Inode:
         """The directory's inode: its creation values (``base``) with its own changes applied."""
-        out = replace(base, **{k: v for k, v in self.own.items() if k != "xattrs"}, nlink=2 + self.ndirs)
+        out = evolve(base, **{k: v for k, v in self.own.items() if k != "xattrs"}, nlink=2 + self.ndirs)
         if base.ctime > out.ctime:
             # a rename within the parent stamps the ctime on the entry there, in the parent's
             # journal (one put, none to this one): the later stamp is the directory's ctime
-            out = replace(out, ctime=base.ctime)
+            out = evolve(out, ctime=base.ctime)
         if "xattrs" in self.own:
-            out = replace(out, xattrs=self.own["xattrs"])
+            out = evolve(out, xattrs=self.own["xattrs"])
         return out
 
     # -- snapshots -------------------------------------------------------------------------
@@ -170,7 +169,7 @@ class View:
 
 def apply_attrs(inode: Inode, attrs: dict[str, int], blocks: tuple | None, block_size: int,
                 data: bytes | None = None) -> Inode:
-    out = replace(inode, **{k: v for k, v in attrs.items() if k != "size"})
+    out = evolve(inode, **{k: v for k, v in attrs.items() if k != "size"})
     if "size" in attrs or blocks or data is not None:
         out = with_contents(out, attrs.get("size", inode.size), blocks, data, block_size)
     return out
@@ -200,7 +199,7 @@ def _(ev: Remove, view: View, ts: int) -> None:
 def _(ev: Rename, view: View, ts: int) -> None:
     inode = view.drop_entry(ev.name)
     if inode is not None:
-        view.put_entry(ev.new, inode if inode.linked else replace(inode, ctime=ts))
+        view.put_entry(ev.new, inode if inode.linked else evolve(inode, ctime=ts))
     view.touch(ts)
 
 
@@ -213,7 +212,7 @@ def _(ev: MoveOut, view: View, ts: int) -> None:
 
 @fold.register
 def _(ev: MoveIn, view: View, ts: int) -> None:
-    view.put_entry(ev.name, ev.inode if ev.inode.linked else replace(ev.inode, ctime=ts))
+    view.put_entry(ev.name, ev.inode if ev.inode.linked else evolve(ev.inode, ctime=ts))
     view.touch(ts)
 
 
@@ -234,7 +233,7 @@ def _(ev: SetAttr, view: View, ts: int) -> None:
 def _(ev: SetXattr, view: View, ts: int) -> None:
     if ev.name == "":
         if view.subject is not None:
-            view.subject = replace(view.subject.with_xattr(ev.key, ev.value), ctime=ev.ctime or ts)
+            view.subject = evolve(view.subject.with_xattr(ev.key, ev.value), ctime=ev.ctime or ts)
         else:
             cur = Inode(0, 0, xattrs=view.own.get("xattrs", ()))
             view.own["xattrs"] = cur.with_xattr(ev.key, ev.value).xattrs
@@ -242,7 +241,7 @@ def _(ev: SetXattr, view: View, ts: int) -> None:
         return
     inode = view.entries.get(ev.name)
     if inode is not None:
-        view.entries[ev.name] = replace(inode.with_xattr(ev.key, ev.value), ctime=ev.ctime or ts)
+        view.entries[ev.name] = evolve(inode.with_xattr(ev.key, ev.value), ctime=ev.ctime or ts)
 
 
 @fold.register
