@@ -121,8 +121,20 @@ def fuse_op(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+# libfuse's fuse_get_context, called keeping the GIL (PYFUNCTYPE). It only reads a thread-local;
+# through the CDLL (as mfusepy.fuse_get_context calls it) ctypes releases the GIL for the call and
+# takes it back after, a chance for every other thread to run first. Most callbacks ask it.
+_fuse_get_context = ctypes.PYFUNCTYPE(ctypes.POINTER(mfusepy.fuse_context))(("fuse_get_context", mfusepy._libfuse))
+
+
+def context() -> tuple[int, int, int]:
+    """(uid, gid, pid) of the request this libfuse thread is serving."""
+    ctx = _fuse_get_context().contents
+    return ctx.uid, ctx.gid, ctx.pid
+
+
 def caller() -> Caller:
-    uid, gid, pid = mfusepy.fuse_get_context()
+    uid, gid, pid = context()
     return Caller(uid, gid, pid)
 
 
@@ -754,13 +766,14 @@ def is_hidden_name(path: str) -> bool:
             and all(c in "0123456789abcdef" for c in name[12:]))
 
 
-_STAT_SIZE = ctypes.sizeof(mfusepy.c_stat)
+_ZERO_STAT = mfusepy.c_stat()
 
 
 def fill_stat(buf: Any, attrs: dict[str, int]) -> None:
     """Write FileSystem's stat dict (times in ns) into libfuse's ``struct stat``: every field
-    libfuse passes on to the kernel (convert_stat), the rest zeroed."""
-    ctypes.memset(buf, 0, _STAT_SIZE)
+    libfuse passes on to the kernel (convert_stat), the rest zeroed. Zeroed by assigning a zero
+    struct, not ctypes.memset: a foreign call releases the GIL and has to win it back."""
+    buf[0] = _ZERO_STAT
     st = buf.contents
     st.st_mode = attrs["st_mode"]
     st.st_ino = attrs["st_ino"]

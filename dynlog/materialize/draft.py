@@ -72,11 +72,10 @@ class Draft(View):
     """A view-shaped overlay; ``events`` is what the operation(s) emitted so far."""
 
     def __init__(self, view: View, ts: int) -> None:
-        super().__init__(view.jid)
+        super().__init__(view.jid, OverlayMapping(view.entries))  # type: ignore[arg-type]
         self.base = view
         self.ts = ts
         self.head, self.head_hash, self.head_ts = view.head, view.head_hash, view.head_ts
-        self.entries = OverlayMapping(view.entries)  # type: ignore[assignment]
         self.by_ino = _CowDict(view.by_ino)  # type: ignore[assignment]
         self.own = dict(view.own)
         self.subject = view.subject

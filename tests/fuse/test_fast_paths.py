@@ -42,7 +42,7 @@ def db(tmp_path: Path) -> str:
 @pytest.fixture
 def mount(db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[O.DynlogOperations]:
     """DynlogOperations over a FileSystem on a local store, called as libfuse would (as root)."""
-    monkeypatch.setattr(mfusepy, "fuse_get_context", lambda: (0, 0, os.getpid()))
+    monkeypatch.setattr(O, "context", lambda: (0, 0, os.getpid()))
     monkeypatch.setattr(O, "invalidate_path", lambda path, ptr=None: None)
     fs = FileSystem(SqliteStore(db), session="fast1")
     yield O.DynlogOperations(fs)
