@@ -86,7 +86,7 @@ def daemon_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def operation_counts(ctl: Path, timeout: float = 10.0) -> dict[str, int]:
+def operation_counts(ctl: Path, timeout: float = 60.0) -> dict[str, int]:
     """The daemon's file-system operation counters (dynlog.store.metrics.OPERATIONS), written
     by benchmarks/latency_hook next to its request counters."""
     path = Path(str(ctl) + ".ops")

@@ -359,7 +359,9 @@ def test_no_reads_on_the_create_path_of_a_followed_directory(store: Store, store
         snap = fs.store.metrics.snapshot()
         own: dict[str, int] = {}
         for (op, c), t in snap.items():
-            if op != "follow":
+            # the feed's reads and notices, and the session's heartbeat (due at any moment on a
+            # loaded machine) are the mount's, not the create path's
+            if op not in ("follow", "session"):
                 own[c] = own.get(c, 0) + t.requests
         assert reads(own) == 0, snap
         assert writes(own) == 40, snap
