@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import errno
+import faulthandler
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -211,6 +213,9 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
         from ..store.retry import set_outage_limit
 
         set_outage_limit(opts.outage_limit)  # else DYNLOG_OUTAGE_LIMIT, or 120 s
+    # `kill -USR1 <pid>` writes every thread's stack to the log (stderr), even while libfuse's
+    # loop or a deadlock holds the interpreter's threads (docs/OPERATIONS.md, Troubleshooting)
+    faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
     store = open_for_mount(source, endpoint)
     # noatime by default: a read that writes costs a PutItem and a notice to every mount (docs/OPERATIONS.md, atime)
     atime = next((k for k in ("strictatime", "relatime", "atime") if opts.fuse.get(k)), "noatime")

@@ -317,20 +317,33 @@ class FileSystem:
             if subject is None or subject.nlink < 1:
                 return None
             return Node(None, "", evolve(subject, linked=True))
-        view = self.ns.dir_view(f.parent, max_age)
-        with view.lock:
-            ent = view.entries.get(f.name)
-            if ent is None or ent.ino != f.ino:
-                name = view.by_ino.get(f.ino)
-                if name is None:
-                    moved = view.moved_out.get(f.ino)
-                    if moved is None:
-                        return None
-                    f.parent, f.name = moved
-                    return self._file_node(f, max_age)
-                f.name = name
-                ent = view.entries[name]
-        return Node(f.parent, f.name, ent)
+        # Follows the file from directory to directory (``moved_out``), taking each view's lock
+        # only while reading it: a thread holding a view lock may wait for another view's only
+        # in sorted journal-id order (commits to several journals take them so), and waiting for
+        # the new directory's under the old one's deadlocked against a rename across the two.
+        seen: set[int] = set()
+        while True:
+            if f.parent in seen:
+                # Back in a directory it was followed from: one of the views missed a later move
+                # (it went B -> A -> B; our A says "to B", our older B still "to A"). Fresh views
+                # settle it.
+                seen.clear()
+                max_age = 0.0
+            seen.add(f.parent)
+            view = self.ns.dir_view(f.parent, max_age)
+            with view.lock:
+                ent = view.entries.get(f.name)
+                if ent is None or ent.ino != f.ino:
+                    name = view.by_ino.get(f.ino)
+                    if name is None:
+                        moved = view.moved_out.get(f.ino)
+                        if moved is None:
+                            return None
+                        f.parent, f.name = moved
+                        continue
+                    f.name = name
+                    ent = view.entries[name]
+            return Node(f.parent, f.name, ent)
 
     def _set_attrs(self, node: Node, fh: int | None, attrs: dict[str, int], caller: Caller, op: str,
                    check: Callable[[Inode], dict[str, int]] | None = None) -> Inode:

@@ -6,6 +6,8 @@ import contextlib
 import errno
 import json
 import stat
+import threading
+import traceback
 from typing import Any, Iterator
 
 import pytest
@@ -163,3 +165,68 @@ __all__ = [
     "Create", "Detach", "InodeInit", "Link", "MoveIn", "MoveOut", "Remove", "Rename", "SetAttr", "SetXattr",
     "schema",
 ]
+
+
+# -- lock order ----------------------------------------------------------------------------------
+
+class ViewLockOrder:
+    """Checks the view locks' order (dynlog/materialize/cache.py): a thread that holds a view's
+    lock may wait for another view's lock only if that view's journal id sorts after it, the
+    order in which a commit to several journals takes them. Waiting out of that order is how two
+    threads end up each holding the lock the other waits for. ``install`` gives every View made
+    from then on a checking lock; ``violations`` lists (held jid, wanted jid, stack) for each
+    such wait. Tries (blocking=False) cannot deadlock and are not checked."""
+
+    def __init__(self) -> None:
+        self.violations: list[tuple[str, str, str]] = []
+        self._held = threading.local()
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        init = View.__init__
+        order = self
+
+        def checked_init(view: View, jid: str, *a: Any, **kw: Any) -> None:
+            init(view, jid, *a, **kw)
+            view.lock = _CheckedLock(order, jid)
+
+        monkeypatch.setattr(View, "__init__", checked_init)
+
+    def report(self) -> str:
+        return "\n".join(f"waited for {w} holding {h}, at:\n{where}" for h, w, where in self.violations[:3])
+
+    def held(self) -> list[_CheckedLock]:
+        h = getattr(self._held, "locks", None)
+        if h is None:
+            h = self._held.locks = []
+        return h
+
+
+class _CheckedLock:
+    def __init__(self, order: ViewLockOrder, jid: str) -> None:
+        self.order = order
+        self.jid = jid
+        self._lock = threading.RLock()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        held = self.order.held()
+        if blocking and self not in held:
+            later = [lk.jid for lk in held if lk.jid > self.jid]
+            if later:
+                self.order.violations.append((max(later), self.jid, "".join(traceback.format_stack(limit=12))))
+        ok = self._lock.acquire(blocking, timeout)
+        if ok:
+            held.append(self)
+        return ok
+
+    def release(self) -> None:
+        held = self.order.held()
+        held.reverse()
+        held.remove(self)  # the latest acquisition of this lock
+        held.reverse()
+        self._lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -34,7 +34,7 @@ import sys
 import threading
 import traceback
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -47,7 +47,7 @@ from dynlog.core.superblock import mkfs
 from dynlog.journal.events import Create, Detach, Link
 from dynlog.store.base import Store
 
-from .helpers import journal_ids, strict_replay, verify_chain, walk
+from .helpers import ViewLockOrder, journal_ids, strict_replay, verify_chain, walk
 from .workload import NAMES, PARENTS, apply_op, canon, client_state, full, instrument, run_client, worker_main
 
 CLIENTS = 3
@@ -235,8 +235,12 @@ class Env:
 
 
 @pytest.fixture
-def env(store: Store, store_factory: Callable[[], Store]) -> Env:
-    return Env(store, store_factory)
+def env(store: Store, store_factory: Callable[[], Store], monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    """Also checks the view locks' order (helpers.ViewLockOrder) in everything the test runs."""
+    order = ViewLockOrder()
+    order.install(monkeypatch)
+    yield Env(store, store_factory)
+    assert not order.violations, order.report()
 
 
 # -- threads -------------------------------------------------------------------------------------------
@@ -717,3 +721,34 @@ def test_threads_racing_directory_moves(env: Env) -> None:
 
     run()
     env.check_whole()
+
+
+# -- lock order ------------------------------------------------------------------------------------------
+
+def test_flushing_a_file_moved_elsewhere_keeps_the_view_lock_order(fs: FileSystem, new_client,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The close of a file another mount moved to a directory whose journal id sorts first: the
+    flush follows the inode (the old directory's ``moved_out``) to the new one. It held the old
+    directory's view lock while it waited for the new one's, the reverse of the sorted order a
+    commit to both takes them in: a rename across the two directories at that moment, holding
+    the new one's lock and waiting for the old one's, deadlocked the mount (all of its threads
+    hung in the write-behind stress run). Checked deterministically: no view lock is waited for
+    while one sorting after it is held."""
+    order = ViewLockOrder()
+    order.install(monkeypatch)
+    fs.mkdir("/p", 0o755, ROOT)
+    fs.mkdir("/q", 0o755, ROOT)
+    by_jid = sorted(("/p", "/q"), key=lambda d: schema.dir_journal(fs.getattr(d)["st_ino"]))
+    first, last = by_jid  # the file moves from the directory sorting last to the one sorting first
+    fh = fs.create(f"{last}/f", 0o644, os.O_RDWR | os.O_CREAT, ROOT)
+    fs.write(fh, b"old contents", 0)
+    fs.flush(fh)
+    fs.write(fh, b"NEW", 0)
+    new_client().rename(f"{last}/f", f"{first}/g", 0, ROOT)
+    fs.flush(fh)  # follows the inode to {first}/g
+    fs.release(fh)
+    assert not order.violations, order.report()
+    fresh = new_client()
+    fh = fresh.open(f"{first}/g", os.O_RDONLY, ROOT)
+    assert fresh.read(fh, 100, 0) == b"NEW contents"
+    fresh.release(fh)

@@ -797,6 +797,32 @@ def test_handle_operations_after_another_client_renamed_the_file(fs: FileSystem,
     assert read_all(new_client(), "/b/g") == b"0123"
 
 
+def test_open_file_moved_there_and_back_while_our_views_lag(fs: FileSystem, new_client) -> None:
+    """Another client moves an open file from /b to /a and back; this client's view of /a saw
+    both moves, its view of /b only the first. Following the file at close went /b -> /a -> /b
+    -> ... without end (RecursionError, EIO to close() in the write-behind stress run); a
+    directory met twice is now read afresh, and the flush lands in /b/f."""
+    fs.ns.ttl = 3600.0  # this client's views stay as they are unless the test refreshes them
+    fs.mkdir("/a", DIR, ROOT)
+    fs.mkdir("/b", DIR, ROOT)
+    fh = fs.create("/b/f", FILE, os.O_RDWR | os.O_CREAT, ROOT)
+    fs.write(fh, b"old contents", 0)
+    fs.flush(fh)
+    va, vb = (fs.ns.dir_view(fs.getattr(d)["st_ino"]) for d in ("/a", "/b"))
+    other = new_client()
+    other.rename("/b/f", "/a/f", 0, ROOT)
+    fs.cache.refresh(va)
+    fs.cache.refresh(vb)  # /b: moved to /a
+    other.rename("/a/f", "/b/f", 0, ROOT)
+    fs.cache.refresh(va)  # /a: moved to /b; /b is not re-read
+    ino = fs.getattr("/a")["st_ino"], fs.getattr("/b")["st_ino"]
+    f_ino = other.getattr("/b/f")["st_ino"]
+    assert (va.moved_out[f_ino][0], vb.moved_out[f_ino][0]) == (ino[1], ino[0])  # each says: the other
+    fs.write(fh, b"NEW", 0)
+    fs.release(fh)
+    assert read_all(new_client(), "/b/f") == b"NEW contents"
+
+
 def test_write_visible_to_other_client_at_open(fs: FileSystem, new_client) -> None:
     """Close-to-open: an open() after a close() elsewhere sees the closed contents."""
     mkfile(fs, "/f", b"v1")

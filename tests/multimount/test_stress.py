@@ -19,6 +19,7 @@ import errno
 import hashlib
 import os
 import random
+import signal
 import stat
 import threading
 import time
@@ -221,6 +222,24 @@ def unexplained_losses(writes: list[Op], ops: list[Op], final_tokens: set[str]) 
     return lost, ambiguous
 
 
+def thread_dumps(mounts: list) -> str:
+    """The stacks of every thread of these mounts' daemons: SIGUSR1 has faulthandler write them
+    to the daemon's log (dynlog/cli/mountcmd.py). What a hung mount waits for, for the report."""
+    out = []
+    for m in dict.fromkeys(mounts):
+        start = len(m.log_text())
+        os.kill(m.proc.pid, signal.SIGUSR1)
+        seen = ""
+        for _ in range(50):  # written at once by the signal handler: read until it stops growing
+            time.sleep(0.1)
+            text = m.log_text()[start:]
+            if "Thread 0x" in text and text == seen:
+                break
+            seen = text
+        out.append(f"--- threads of the daemon of {m.path} (pid {m.proc.pid}):\n{m.log_text()[start:]}")
+    return "\n".join(out)
+
+
 def prefixes_of(path: str) -> list[str]:
     parts = path.split("/")
     return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
@@ -258,7 +277,7 @@ def stress(fs_source, mounts) -> None:
     for t in threads:
         t.join(max(0.0, deadline + 60 - time.monotonic()))
     hung = [(w.name, w.current) for w, t in zip(workers, threads) if t.is_alive()]
-    assert not hung, f"workers hung in: {hung}"
+    assert not hung, f"workers hung in: {hung}\n{thread_dumps([mounts[int(n[1])] for n, _ in hung])}"
     ops = [o for w in workers for o in w.ops]
 
     counts = collections.Counter((o.kind, errno.errorcode.get(o.err, str(o.err)) if o.err else "ok") for o in ops)
