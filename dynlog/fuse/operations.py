@@ -32,6 +32,7 @@ from ..cluster.locks import EOF_
 from ..core.attrs import Caller
 from ..core.filesystem import UTIME_NOW, FileSystem
 from ..errors import FsError, JournalConflict, StoreError, TransientStoreError
+from ..store.metrics import OPERATIONS
 
 log = structlog.get_logger(__name__)
 
@@ -261,6 +262,7 @@ class DynlogOperations(Operations):
         if self._replies:
             st = self._take_reply(path, fh)
             if st is not None:
+                OPERATIONS.add("getattr")  # still one the kernel asked: dynlog stats counts it
                 self._remember(path, st)
                 return st
         if fh is None and path in self._hidden:

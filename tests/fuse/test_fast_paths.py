@@ -26,6 +26,7 @@ from dynlog.core.filesystem import FileSystem
 from dynlog.core.superblock import mkfs
 from dynlog.fuse import operations as O
 from dynlog.journal.inode import Inode, evolve
+from dynlog.store.metrics import OPERATIONS
 from dynlog.store.sqlite import SqliteStore
 
 
@@ -100,7 +101,9 @@ def test_getxattr_fast_path(mount: O.DynlogOperations) -> None:
 def test_reply_answers_the_getattr_after_create_and_setattrs(mount: O.DynlogOperations) -> None:
     fh = mount.create("/f", 0o600, os.O_WRONLY | os.O_CREAT)
     assert mount._replies  # create left the attributes libfuse's lookup asks for next
+    before = OPERATIONS.snapshot().get("getattr", 0)
     assert mount.getattr("/f", fh) == fresh(mount, "/f", fh)
+    assert OPERATIONS.snapshot()["getattr"] == before + 2  # a getattr answered by a reply still counts
     mount.write(None, b"abc", 0, fh)
     for change in (lambda: mount.utimens("/f", (1_000_000_007, 2_000_000_009), fh),
                    lambda: mount.chown("/f", 1000, 100, fh),
