@@ -468,6 +468,10 @@ class WriteBehind:
             if self._held.get(st.jid) is st:
                 del self._held[st.jid]
         st.view.pinned = st.view.own_lease = False
+        # Another mount may have appended since our last record (the asker, as soon as it saw
+        # the release), and the change feed's notice of it, arriving while the view was still
+        # ours, was ignored (ViewCache.on_change): the next use re-reads the tail (one Query).
+        st.view.stale = True
 
     # -- the flusher ---------------------------------------------------------------------------------
     def _start(self) -> None:

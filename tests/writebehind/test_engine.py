@@ -19,6 +19,8 @@ from dynlog.history.replay import Replayer
 from dynlog.history.walk import Journals, Point
 from dynlog.journal.events import Lease, Release, Stamp
 from dynlog.journal.log import JournalStore
+from dynlog.journal.record import Record
+from dynlog.store.base import Change
 
 WRITE_CALLS = {"PutItem", "TransactWriteItems", "BatchWriteItem", "UpdateItem", "DeleteItem"}
 NEVER = 3600.0  # a window or idle time the test never reaches: only asks and sync points flush
@@ -87,6 +89,43 @@ def test_o_excl_across_mounts_sees_an_acknowledged_create(wb_client: Callable[..
     else:
         raise AssertionError("O_EXCL create of a name another mount acknowledged succeeded")
     assert a.wb.pending() == 0
+
+
+def test_a_change_that_lands_while_the_lease_is_being_released_is_not_lost(
+        wb_client: Callable[..., FileSystem]) -> None:
+    """The holder puts its ``release``; before it has dropped the lease (its view still "ours"),
+    the asker appends and the holder's change feed brings that record: it is ignored, as the
+    feed's records of a held journal are the holder's own. The view must not then pass for
+    fresh: the mount listed the directory without the asker's name for as long as the feed
+    vouched for the view (the write-behind stress run: "mounts disagree after 15 s")."""
+    a = wb_client("alpha", take_after=1, window_s=NEVER, idle_s=NEVER, lease_s=60.0)
+    b = wb_client("bravo", writebehind=False)
+    a.ns.ttl = NEVER  # as a running change feed does: the view counts as fresh unless marked stale
+    a.mkdir("/d", 0o755, ROOT)
+    write_small(a, "/d/x", b"a")
+    jid = schema.dir_journal(a.ns.resolve("/d").ino)
+    assert jid in a.wb.held()
+    journals = a.wb.journals
+
+    class BetweenPutAndDrop:
+        """The journal store, with b's create landing (and a's feed seeing it) right after a's
+        ``release`` is put, before a's flusher goes on."""
+
+        def append(self, rec: Record) -> None:
+            journals.append(rec)
+            if any(isinstance(e, Release) for e in rec.events):
+                fh = b.create("/d/y", 0o644, os.O_WRONLY | os.O_CREAT, ROOT)
+                b.release(fh)
+                for r in JournalStore(b.store).read_after(jid, rec.seq):
+                    a.cache.on_change(Change(jid, schema.record_key(r.seq), r.to_item()))
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(journals, name)
+
+    a.wb.journals = BetweenPutAndDrop()  # type: ignore[assignment]
+    a.wb.flush_jid(jid, release=True)
+    assert jid not in a.wb.held()
+    assert names(a, "/d") == {"x", "y"}
 
 
 def test_history_shows_each_operation_with_its_own_time(wb_client: Callable[..., FileSystem]) -> None:
