@@ -94,7 +94,11 @@ def _extract_and_kill(mounter: Mounter, source: Source, root: str, rng: random.R
         time.sleep(rng.uniform(0.05, 1.5))
     finally:
         os.kill(m.proc.pid, signal.SIGKILL)
-        out, _ = proc.communicate(timeout=60)
+        # Not communicate(): it reads the pipe's descriptor and would lose the lines readline()
+        # already buffered (then names the writer acknowledged look never acknowledged). The
+        # writer ends at its first ENOTCONN.
+        out = proc.stdout.read()
+        proc.wait(timeout=60)
         m.proc.wait(timeout=30)
         mounttab.force_unmount(m.path)
         mounter.mounts.remove(m)
