@@ -48,7 +48,8 @@ SLOW_FIRST = (
     "engine/test_concurrency.py", "multimount/test_sqlite.py", "history/test_compact.py",
     "mounted/test_two_mounts.py", "multimount/test_propagation.py", "bench/test_latency_bench.py",
     "faults/test_outage.py", "programs/test_sqlite3.py", "programs/test_tar.py", "multimount/test_stress.py",
-    "writebehind/test_crash_mounted.py", "writebehind/test_crash.py", "mounted/test_data_integrity.py", "mounted/test_stats.py",
+    "writebehind/test_crash_mounted.py", "writebehind/test_crash.py", "mounted/test_data_integrity.py",
+    "mounted/test_stats.py",
 )
 
 

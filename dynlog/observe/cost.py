@@ -64,8 +64,9 @@ def idle_reader() -> IdleCost:
 
 def idle_relay(shards: int = 1) -> IdleCost:
     """The one mount per file system that reads the stream (and renews the relay lease)."""
-    from ..store.streams import DISCOVERY_INTERVAL  # here, not above: it imports boto3 (~0.3 s), which
-    # `local:` mounts and most commands never need
+    # imported here, not at the top: the streams module imports boto3 (~0.3 s), which `local:`
+    # mounts and most commands never need
+    from ..store.streams import DISCOVERY_INTERVAL
 
     beats, renewals = 1 / HEARTBEAT.slow, 1 / RELAY_RENEW.slow
     stream = shards / STREAM.slow + 1 / DISCOVERY_INTERVAL

@@ -21,6 +21,7 @@ allocator is its only user, and a double add only skips a range of inode numbers
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -146,13 +147,11 @@ def _translate(e: botocore.exceptions.ClientError) -> Exception:
 # (the CLI, fsck and tests open many). Sessions are not thread-safe, so clients are made under
 # a lock; the clients themselves are.
 _SESSION_LOCK = threading.Lock()
-_SESSION: list[boto3.session.Session] = []
 
 
+@functools.cache
 def _shared_session() -> boto3.session.Session:
-    if not _SESSION:
-        _SESSION.append(boto3.session.Session())
-    return _SESSION[0]
+    return boto3.session.Session()
 
 
 class DynamoStore(Store):
