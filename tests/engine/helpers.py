@@ -16,11 +16,11 @@ from dynlog import schema
 from dynlog.core.filesystem import FileSystem
 from dynlog.errors import FsError
 from dynlog.journal.events import (
-    Create, Detach, Event, InodeInit, Link, MoveIn, MoveOut, Remove, Rename, SetAttr, SetXattr,
+    Create, Detach, Event, InodeInit, Link, MoveIn, MoveOut, Remove, Rename, SetAttr, SetXattr, Stamp,
 )
 from dynlog.journal.log import JournalStore
 from dynlog.journal.record import GENESIS_HASH, Record
-from dynlog.materialize.view import View
+from dynlog.materialize.view import View, fold
 from dynlog.store.base import Store
 
 
@@ -131,9 +131,14 @@ class StrictReplayError(AssertionError):
 def strict_replay(recs: list[Record], jid: str | None = None) -> View:
     """Fold records while checking the namespace invariants each event must keep:
     Create/Link only of a free name; Remove/Rename/MoveOut of an entry that exists with that
-    inode; nothing after a directory's seal (rmdir), and a seal only of an empty directory."""
+    inode; nothing after a directory's seal (rmdir), and a seal only of an empty directory.
+
+    Each event is checked against the state its predecessors left, within a record too: group
+    commit folds several operations of one mount into one record (a create and then an unlink
+    of the same name is a valid record)."""
     v = View(jid or (recs[0].jid if recs else "?"))
     for r in recs:
+        ts = r.ts
         for ev in r.events:
             where = f"{r.jid}/{r.seq} {type(ev).__name__} {ev}"
             if v.removed:
@@ -153,7 +158,10 @@ def strict_replay(recs: list[Record], jid: str | None = None) -> View:
             elif isinstance(ev, (SetAttr, SetXattr, Detach)) and ev.name:
                 if ev.name not in v.entries:
                     raise StrictReplayError(f"changed a missing entry: {where}")
-        v.apply(r)
+            if isinstance(ev, Stamp):
+                ts = ev.ts
+            fold(ev, v, ts)
+        v.head, v.head_hash, v.head_ts, v.head_session = r.seq, r.hash, r.ts, r.session
     return v
 
 
