@@ -629,7 +629,9 @@ class FileSystem:
                     offset = f.size
                 check_size(offset + len(data))
                 n = self.data.write(f, offset, data)
-            if f.dirty_bytes(self.block_size) >= files.DIRTY_LIMIT:
+                # under the file's lock: another handle's write or commit changes ``dirty`` meanwhile
+                over = f.dirty_bytes(self.block_size) >= files.DIRTY_LIMIT
+            if over:
                 self._flush_file(f, caller)
             return n
 

@@ -752,3 +752,40 @@ def test_flushing_a_file_moved_elsewhere_keeps_the_view_lock_order(fs: FileSyste
     fh = fresh.open(f"{first}/g", os.O_RDONLY, ROOT)
     assert fresh.read(fh, 100, 0) == b"NEW contents"
     fresh.release(fh)
+
+
+# -- one open file, several threads ------------------------------------------------------------------------
+
+def test_threads_writing_one_file_through_two_handles(fs: FileSystem) -> None:
+    """Two handles of one file share its buffer (OpenFile.dirty). A write checked the buffer's
+    size against the dirty limit after letting go of the file's lock, while the other thread's
+    write added blocks to it: 'dictionary changed size during iteration' in the hypothesis run.
+    Each thread writes one byte at the start of each of its own blocks, a new key every time."""
+    bs = fs.block_size
+    fhs = [fs.create("/shared", 0o644, os.O_RDWR | os.O_CREAT, ROOT)]
+    fhs.append(fs.open("/shared", os.O_RDWR, ROOT))
+    errors: list[BaseException] = []
+    per_thread = 1000
+
+    def writer(k: int) -> None:
+        try:
+            for i in range(per_thread):
+                fs.write(fhs[k], bytes([65 + k]), (2 * i + k) * bs)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors, ["".join(traceback.format_exception(e)) for e in errors]
+    for i in (0, 1, 2 * per_thread - 2, 2 * per_thread - 1):
+        assert fs.read(fhs[0], 1, i * bs) == bytes([65 + i % 2])
+    for fh in fhs:
+        fs.release(fh)
