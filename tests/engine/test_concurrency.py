@@ -77,6 +77,33 @@ def norm(x: Any) -> Any:
     return json.loads(json.dumps(x))
 
 
+def interleaved(jobs: list[Callable[[], Any]], switch_interval: float = 1e-5) -> list[str]:
+    """Run ``jobs`` in threads started together, with the interpreter switching threads every
+    ``switch_interval`` seconds so that they interleave finely; the tracebacks of those that
+    raised."""
+    errors: list[str] = []
+    barrier = threading.Barrier(len(jobs))
+
+    def go(job: Callable[[], Any]) -> None:
+        try:
+            barrier.wait(timeout=60)
+            job()
+        except BaseException as e:  # noqa: BLE001 - returned to the caller
+            errors.append("".join(traceback.format_exception(e)))
+
+    threads = [threading.Thread(target=go, args=(job,)) for job in jobs]
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(switch_interval)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+    finally:
+        sys.setswitchinterval(old)
+    return errors
+
+
 # -- the checker ---------------------------------------------------------------------------------------
 
 class Env:
@@ -247,7 +274,6 @@ def env(store: Store, store_factory: Callable[[], Store], monkeypatch: pytest.Mo
 
 def test_threads(env: Env) -> None:
     stores = [env.store_factory() for _ in range(CLIENTS)]
-    old_interval = sys.getswitchinterval()
 
     @settings(max_examples=examples(env, 40, 10), **SETTINGS)
     @given(many_clients)
@@ -258,25 +284,11 @@ def test_threads(env: Env) -> None:
         captured = {sess: instrument(c) for c, sess in zip(clients, sessions)}
         outcomes: list[list[int]] = [[] for _ in clients]
         written: list[tuple[int, bytes]] = []
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(len(clients))
 
-        def go(i: int) -> None:
-            try:
-                barrier.wait(timeout=60)
-                outcomes[i] = run_client(clients[i], base, workloads[i], written)
-            except BaseException as e:  # noqa: BLE001 - reported below
-                errors.append(e)
+        def job(i: int) -> Callable[[], None]:
+            return lambda: outcomes.__setitem__(i, run_client(clients[i], base, workloads[i], written))
 
-        threads = [threading.Thread(target=go, args=(i,)) for i in range(len(clients))]
-        sys.setswitchinterval(1e-5)  # interleave the clients finely
-        try:
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(120)
-        finally:
-            sys.setswitchinterval(old_interval)
+        errors = interleaved([job(i) for i in range(len(clients))])
         assert not errors, errors
         env.conflicts += sum(c.committer.conflicts for c in clients)
         states = {sess: client_state(c, base) for c, sess in zip(clients, sessions)}
@@ -294,7 +306,6 @@ def test_threads_sharing_mounts(env: Env) -> None:
     """Two mounts, three threads each (as FUSE serves a mount): operations of one mount on one
     directory are folded into shared records by group commit, and must still each appear once."""
     stores = [env.store_factory() for _ in range(2)]
-    old_interval = sys.getswitchinterval()
     batched = [0]
 
     @settings(max_examples=examples(env, 30, 9), **SETTINGS)
@@ -306,26 +317,12 @@ def test_threads_sharing_mounts(env: Env) -> None:
         captured = {sess: instrument(m) for m, sess in zip(mounts, sessions)}
         outcomes: list[list[int]] = [[] for _ in workloads]
         written: list[tuple[int, bytes]] = []
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(len(workloads))
 
-        def go(i: int) -> None:
-            try:
-                barrier.wait(timeout=60)
-                outcomes[i] = run_client(mounts[i % 2], base, workloads[i], written)
-            except BaseException as e:  # noqa: BLE001 - reported below
-                errors.append(e)
+        def job(i: int) -> Callable[[], None]:
+            return lambda: outcomes.__setitem__(i, run_client(mounts[i % 2], base, workloads[i], written))
 
-        threads = [threading.Thread(target=go, args=(i,)) for i in range(len(workloads))]
-        sys.setswitchinterval(1e-5)
-        try:
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(120)
-        finally:
-            sys.setswitchinterval(old_interval)
-        assert not errors, ["".join(traceback.format_exception(e)) for e in errors]
+        errors = interleaved([job(i) for i in range(len(workloads))])
+        assert not errors, errors
         batched[0] += sum(m.committer.batched for m in mounts)
         states = {sess: client_state(m, base) for m, sess in zip(mounts, sessions)}
         for m in mounts:
@@ -358,17 +355,12 @@ def test_group_commit_folds_concurrent_operations_on_one_directory(env: Env) -> 
     jobs = [("create", "", f"f{i}") for i in range(16)] + [("create", "", "dup")] * 4 + \
            [("mkdir", "", f"d{i}") for i in range(4)] + [("unlink", "", "nope")] * 2 + [("chmod", "", "x", 0o600)]
     results: list[int] = [0] * len(jobs)
-    barrier = threading.Barrier(len(jobs))
 
-    def go(i: int) -> None:
-        barrier.wait(timeout=60)
-        results[i] = apply_op(fs, base, jobs[i])
+    def job(i: int) -> Callable[[], None]:
+        return lambda: results.__setitem__(i, apply_op(fs, base, jobs[i]))
 
-    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    errors = interleaved([job(i) for i in range(len(jobs))], switch_interval=sys.getswitchinterval())
+    assert not errors, errors
     store.put = inner_put  # type: ignore[method-assign]
     by = dict(zip(range(len(jobs)), results))
     assert all(by[i] == 0 for i in range(16)), results
@@ -685,7 +677,6 @@ dir_moves = st.lists(
 def test_threads_racing_directory_moves(env: Env) -> None:
     """Clients only move directories around among each other: the tree stays a tree."""
     stores = [env.store_factory() for _ in range(CLIENTS)]
-    old_interval = sys.getswitchinterval()
 
     @settings(max_examples=examples(env, 40, 8), **SETTINGS)
     @given(st.lists(dir_moves, min_size=CLIENTS, max_size=CLIENTS))
@@ -699,21 +690,12 @@ def test_threads_racing_directory_moves(env: Env) -> None:
             walk(c, base)  # warm, so that views go stale as the others move things
         captured = {sess: instrument(c) for c, sess in zip(clients, sessions)}
         outcomes: list[list[int]] = [[] for _ in clients]
-        barrier = threading.Barrier(len(clients))
 
-        def go(i: int) -> None:
-            barrier.wait(timeout=60)
-            outcomes[i] = run_client(clients[i], base, workloads[i])
+        def job(i: int) -> Callable[[], None]:
+            return lambda: outcomes.__setitem__(i, run_client(clients[i], base, workloads[i]))
 
-        threads = [threading.Thread(target=go, args=(i,)) for i in range(len(clients))]
-        sys.setswitchinterval(1e-5)
-        try:
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(120)
-        finally:
-            sys.setswitchinterval(old_interval)
+        errors = interleaved([job(i) for i in range(len(clients))])
+        assert not errors, errors
         states = {sess: client_state(c, base) for c, sess in zip(clients, sessions)}
         for c in clients:
             c.close()
@@ -764,27 +746,14 @@ def test_threads_writing_one_file_through_two_handles(fs: FileSystem) -> None:
     bs = fs.block_size
     fhs = [fs.create("/shared", 0o644, os.O_RDWR | os.O_CREAT, ROOT)]
     fhs.append(fs.open("/shared", os.O_RDWR, ROOT))
-    errors: list[BaseException] = []
     per_thread = 1000
 
     def writer(k: int) -> None:
-        try:
-            for i in range(per_thread):
-                fs.write(fhs[k], bytes([65 + k]), (2 * i + k) * bs)
-        except BaseException as e:  # noqa: BLE001 - reported below
-            errors.append(e)
+        for i in range(per_thread):
+            fs.write(fhs[k], bytes([65 + k]), (2 * i + k) * bs)
 
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        threads = [threading.Thread(target=writer, args=(k,)) for k in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-    finally:
-        sys.setswitchinterval(old)
-    assert not errors, ["".join(traceback.format_exception(e)) for e in errors]
+    errors = interleaved([lambda: writer(0), lambda: writer(1)], switch_interval=1e-6)
+    assert not errors, errors
     for i in (0, 1, 2 * per_thread - 2, 2 * per_thread - 1):
         assert fs.read(fhs[0], 1, i * bs) == bytes([65 + i % 2])
     for fh in fhs:
