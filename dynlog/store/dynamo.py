@@ -52,6 +52,7 @@ from .base import (
 )
 from .metrics import RequestMetrics, timed
 from .retry import MAX_DELAY, AmbiguousStoreError, backoff_delay, outage_limit, retry_transient, retry_write
+from .wire import STREAMS_TARGET, WireClient, wanted
 
 _ser = TypeSerializer()
 _deser = TypeDeserializer()
@@ -69,6 +70,11 @@ AMBIGUOUS_CODES = {"InternalServerError", "ServiceUnavailable", "TransactionInPr
 
 # Cancellation reasons of a TransactWriteItems that a retry may cure.
 TRANSIENT_CANCELLATION_CODES = {"TransactionConflict", "ProvisionedThroughputExceeded", "ThrottlingError"}
+
+# The calls a mount makes all the time go out through wire.py (a fraction of botocore's CPU per
+# request); the rare ones (tables) through the boto3 client.
+WIRE_CALLS = {"put_item", "delete_item", "get_item", "query", "scan", "batch_get_item", "batch_write_item",
+              "transact_write_items", "update_item"}
 
 
 def to_ddb(item: Item) -> dict[str, Any]:
@@ -173,8 +179,17 @@ class DynamoStore(Store):
                 sess = session or _shared_session()
                 self.client = sess.client("dynamodb", region_name=region, endpoint_url=endpoint_url, config=cfg)
                 self.streams = sess.client("dynamodbstreams", region_name=region, endpoint_url=endpoint_url, config=cfg)
+                # the clients above resolved the credentials already: the session hands out the same
+                creds = sess.get_credentials()
         except botocore.exceptions.BotoCoreError as e:
             raise StoreError(f"{self.source}: {e}") from e
+        self.wire: WireClient | None = None
+        self.streams_wire: WireClient | None = None
+        if wanted():
+            self.wire = WireClient(self.client.meta.endpoint_url, region, creds, connect_timeout=cfg.connect_timeout,
+                                   read_timeout=cfg.read_timeout)
+            self.streams_wire = WireClient(self.streams.meta.endpoint_url, region, creds, STREAMS_TARGET,
+                                           connect_timeout=cfg.connect_timeout, read_timeout=cfg.read_timeout)
 
     def _name(self, table: Table) -> str:
         return self.meta_table if table == "meta" else self.blocks_table
@@ -186,7 +201,10 @@ class DynamoStore(Store):
                       "get_records", "scan"):
             kw.setdefault("ReturnConsumedCapacity", "TOTAL")
         try:
-            resp = getattr(self.client, op)(**kw)
+            if self.wire is not None and op in WIRE_CALLS:
+                resp = self.wire.call(_call_name(op), kw)
+            else:
+                resp = getattr(self.client, op)(**kw)
         except botocore.exceptions.ClientError as e:
             self.metrics.record(_call_name(op))
             err = _translate(e)
@@ -464,7 +482,8 @@ class DynamoStore(Store):
 
 
 def _call_name(op: str) -> str:
-    return "".join(p.capitalize() for p in op.split("_")).replace("Item", "Item")
+    """boto3's method name as the API names the operation: put_item -> PutItem."""
+    return "".join(p.capitalize() for p in op.split("_"))
 
 
 def _items_in(op: str, kw: dict[str, Any]) -> int:

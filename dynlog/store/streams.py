@@ -15,7 +15,7 @@ import structlog
 
 from ..errors import StoreError, TransientStoreError
 from .base import Change, ChangeBatch, ChangeFeed
-from .dynamo import DynamoStore, _translate, from_ddb
+from .dynamo import DynamoStore, _call_name, _translate, from_ddb
 from .retry import retry_call
 
 log = structlog.get_logger(__name__)
@@ -47,6 +47,9 @@ class DynamoStreamFeed(ChangeFeed):
         import botocore.exceptions
 
         try:
+            wire = self.store.streams_wire
+            if wire is not None:
+                return wire.call(_call_name(op), kw)
             return getattr(self.store.streams, op)(**kw)
         except botocore.exceptions.ClientError as e:
             err = _translate(e)
