@@ -168,7 +168,7 @@ class WireClient:
         conn = self._connection()
         try:
             conn.request("POST", "/", body=body, headers=headers)
-        except OSError as e:
+        except (OSError, http.client.HTTPException) as e:
             self._drop(conn)
             raise botocore.exceptions.ConnectionClosedError(endpoint_url=self.endpoint_url, error=e) from e
         try:
