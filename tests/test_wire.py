@@ -148,3 +148,23 @@ def test_the_boto3_path_still_works(ddb_local: Any, monkeypatch: pytest.MonkeyPa
         assert [i["name"] for i in store.query("meta", "d/1")] == ["a"]
     finally:
         store.close()
+
+
+def test_an_idle_connection_the_server_closed_is_replaced_before_use(canned: tuple[type[_Canned], WireClient],
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A keep-alive connection that the server closed while idle must not take the next request
+    (it would fail after sending: an ambiguous error for nothing)."""
+    import socket
+
+    import dynlog.store.wire as wire
+
+    handler, client = canned
+    monkeypatch.setattr(wire, "IDLE_CHECK_S", 0.0)
+    client.call("GetItem", {})
+    first = client._local.conn
+    client.call("GetItem", {})
+    assert client._local.conn is first, "a live idle connection is reused"
+    first.sock.shutdown(socket.SHUT_RDWR)  # as when the server closes it: readable at EOF
+    handler.reply = (200, b'{"Item":{}}')
+    assert client.call("GetItem", {}) == {"Item": {}}
+    assert client._local.conn is not first

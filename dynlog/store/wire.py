@@ -232,10 +232,11 @@ def _closed_by_peer(conn: http.client.HTTPConnection) -> bool:
     if sock is None:
         return True
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
+        p = select.poll()  # not select(): a daemon with many files open has descriptors past 1024
+        p.register(sock, select.POLLIN)
+        return bool(p.poll(0))
     except (OSError, ValueError):
         return True
-    return bool(readable)
 
 
 def _client_error(operation: str, status: int, data: bytes) -> botocore.exceptions.ClientError:
