@@ -15,12 +15,13 @@ import pytest
 from dynlog import schema
 from dynlog.core.filesystem import FileSystem
 from dynlog.errors import FsError
+from dynlog.history.walk import fold_record
 from dynlog.journal.events import (
-    Create, Detach, Event, InodeInit, Link, MoveIn, MoveOut, Remove, Rename, SetAttr, SetXattr, Stamp,
+    Create, Detach, Event, InodeInit, Link, MoveIn, MoveOut, Remove, Rename, SetAttr, SetXattr,
 )
 from dynlog.journal.log import JournalStore
 from dynlog.journal.record import GENESIS_HASH, Record
-from dynlog.materialize.view import View, fold
+from dynlog.materialize.view import View
 from dynlog.store.base import Store
 
 
@@ -138,31 +139,30 @@ def strict_replay(recs: list[Record], jid: str | None = None) -> View:
     of the same name is a valid record)."""
     v = View(jid or (recs[0].jid if recs else "?"))
     for r in recs:
-        ts = r.ts
-        for ev in r.events:
-            where = f"{r.jid}/{r.seq} {type(ev).__name__} {ev}"
-            if v.removed:
-                raise StrictReplayError(f"event after the seal: {where}")
-            if isinstance(ev, (Create, Link)):
-                if ev.name in v.entries:
-                    raise StrictReplayError(f"name taken twice: {where}")
-            elif isinstance(ev, Remove):
-                if ev.name == "":
-                    if len(v.entries):
-                        raise StrictReplayError(f"sealed a non-empty directory: {where} {list(v.entries)}")
-                elif ev.name not in v.entries or v.entries[ev.name].ino != ev.ino:
-                    raise StrictReplayError(f"removed a missing entry: {where}")
-            elif isinstance(ev, (Rename, MoveOut)):
-                if ev.name not in v.entries or v.entries[ev.name].ino != ev.ino:
-                    raise StrictReplayError(f"moved a missing entry: {where}")
-            elif isinstance(ev, (SetAttr, SetXattr, Detach)) and ev.name:
-                if ev.name not in v.entries:
-                    raise StrictReplayError(f"changed a missing entry: {where}")
-            if isinstance(ev, Stamp):
-                ts = ev.ts
-            fold(ev, v, ts)
-        v.head, v.head_hash, v.head_ts, v.head_session = r.seq, r.hash, r.ts, r.session
+        fold_record(v, r, _check_event)
     return v
+
+
+def _check_event(ev: Event, v: View, rec: Record) -> None:
+    """strict_replay's check of one event, against the state just before it."""
+    where = f"{rec.jid}/{rec.seq} {type(ev).__name__} {ev}"
+    if v.removed:
+        raise StrictReplayError(f"event after the seal: {where}")
+    if isinstance(ev, (Create, Link)):
+        if ev.name in v.entries:
+            raise StrictReplayError(f"name taken twice: {where}")
+    elif isinstance(ev, Remove):
+        if ev.name == "":
+            if len(v.entries):
+                raise StrictReplayError(f"sealed a non-empty directory: {where} {list(v.entries)}")
+        elif ev.name not in v.entries or v.entries[ev.name].ino != ev.ino:
+            raise StrictReplayError(f"removed a missing entry: {where}")
+    elif isinstance(ev, (Rename, MoveOut)):
+        if ev.name not in v.entries or v.entries[ev.name].ino != ev.ino:
+            raise StrictReplayError(f"moved a missing entry: {where}")
+    elif isinstance(ev, (SetAttr, SetXattr, Detach)) and ev.name:
+        if ev.name not in v.entries:
+            raise StrictReplayError(f"changed a missing entry: {where}")
 
 
 def is_dir_mode(mode: int) -> bool:
