@@ -416,11 +416,11 @@ class FileSystem:
         """Returns the file's stat afterwards when that came for free (a file open for writing
         here, whose change waits for its commit), else None. So do chown and utimens."""
         with self._op("chmod"):
+            check = lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)}  # noqa: E731
             gone, node = self._setattr_target(path, fh)
             if node is None:
-                self._set_local(gone, {}, lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)})
+                self._set_local(gone, {}, check)
                 return None
-            check = lambda cur: {"mode": stat.S_IFMT(cur.mode) | (mode & 0o7777)}  # noqa: E731
             f = self._writing(node)
             if f is not None:
                 return self._fold_attrs(f, node, {}, check)

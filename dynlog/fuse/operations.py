@@ -820,8 +820,7 @@ class DynlogFUSE(mfusepy.FUSE):
     # getattr/setattr on names, asks inspect.signature on every create, and turns the ENODATA of
     # an xattr that is not there into an exception that it logs and formats at debug level.
     def getattr_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
-        attrs = self.operations.getattr(None if path is None else path.decode(self.encoding, self.errors),
-                                        fip.contents.fh if fip else None)
+        attrs = self.operations.getattr(self._dec(path), self._fh(fip))
         fill_stat(buf, attrs)
         return 0
 
@@ -831,7 +830,7 @@ class DynlogFUSE(mfusepy.FUSE):
         return 0
 
     def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
-        ret = self.operations.xattr_value(self._dec(path), name.decode(self.encoding, self.errors))
+        ret = self.operations.xattr_value(self._dec(path), self._dec(name))
         if ret is None:
             return -errno.ENODATA
         if not value:

@@ -197,27 +197,28 @@ class DynamoStore(Store):
     @timed  # latency per request, for dynlog stats (dynlog/store/metrics.py)
     def _call(self, op: str, **kw: Any) -> dict[str, Any]:
         """Every request passes here: counted, capacity recorded, errors translated."""
+        name = _call_name(op)
         if op not in ("describe_table", "create_table", "list_tables", "describe_stream", "get_shard_iterator",
                       "get_records", "scan"):
             kw.setdefault("ReturnConsumedCapacity", "TOTAL")
         try:
             if self.wire is not None and op in WIRE_CALLS:
-                resp = self.wire.call(_call_name(op), kw)
+                resp = self.wire.call(name, kw)
             else:
                 resp = getattr(self.client, op)(**kw)
         except botocore.exceptions.ClientError as e:
-            self.metrics.record(_call_name(op))
+            self.metrics.record(name)
             err = _translate(e)
             if op == "transact_write_items" and e.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 err = self._cancellation(e, kw)
             raise err from e
         except (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectTimeoutError) as e:
-            self.metrics.record(_call_name(op))  # never connected: nothing was sent
+            self.metrics.record(name)  # never connected: nothing was sent
             raise TransientStoreError(str(e)) from e
         except botocore.exceptions.HTTPClientError as e:
             # ConnectionClosedError, ReadTimeoutError and the like: the request may have been
             # applied and only the reply lost.
-            self.metrics.record(_call_name(op))
+            self.metrics.record(name)
             raise AmbiguousStoreError(str(e)) from e
         except botocore.exceptions.NoCredentialsError as e:
             raise StoreError("no AWS credentials found (set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or a profile)") from e
@@ -225,7 +226,7 @@ class DynamoStore(Store):
             raise StoreError(str(e)) from e
         cc = resp.get("ConsumedCapacity")
         cap = sum(c.get("CapacityUnits", 0.0) for c in cc) if isinstance(cc, list) else (cc or {}).get("CapacityUnits", 0.0)
-        self.metrics.record(_call_name(op), capacity=float(cap or 0.0), items=_items_in(op, kw))
+        self.metrics.record(name, capacity=float(cap or 0.0), items=_items_in(op, kw))
         return resp
 
     def _cancellation(self, e: botocore.exceptions.ClientError, kw: dict[str, Any]) -> Exception:
