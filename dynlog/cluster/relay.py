@@ -16,6 +16,13 @@ are rare when idle. Mounts that are not the relay read the lease (one GetItem) o
 is due to expire and only while they are active themselves: an idle file system needs no
 relay, and an active mount takes the lease over within a poll of finding it expired.
 
+Alone, no notices: a relay whose mount is the only live session publishes nothing, since nobody
+reads the bulletin; a tar on a lone mount then pays no notice writes (docs/SCALING.md). The relay
+learns of other mounts from the sessions it lists when it takes the lease and from the session
+items' own writes, which come through the stream it reads anyway (a heartbeat's image carries
+its lease). When a peer appears it publishes again, with a new ``since``: the batches it kept to
+itself are a break in the chain, and every reader that covered less marks its views stale.
+
 Freshness claims: every notice carries ``fr``, a wall time (relay's clock) before which every
 committed change is in this or an earlier notice of the same relay, and ``since``, the time
 from which that relay has read the stream without a break. A mount that meets a relay whose
@@ -39,6 +46,7 @@ from .. import schema
 from ..errors import JournalConflict
 from ..store.base import ABSENT, Change, ChangeBatch, ChangeFeed, Cond, Put, Store
 from .cadence import BULLETIN, RELAY_RENEW, STREAM, STREAM_LAG, Backoff, Cadence
+from .sessions import SessionInfo, list_sessions
 
 log = structlog.get_logger(__name__)
 
@@ -81,6 +89,11 @@ class RelayFeed(ChangeFeed):
         self._covered_ns = self.cursor_ns
         self._since_ns = 0  # as the relay: when our unbroken stream reading began
         self._gap = False  # the next batch reports lost (a relay change left a gap)
+        # As the relay: other live sessions (id -> wall time their lease ends), and whether we
+        # have kept a batch to ourselves since the last notice (so the next one needs a new since).
+        self._peers: dict[str, int] = {}
+        self._silent = False
+        self.notices_skipped = 0  # batches not published because no other mount was alive (tests, stats)
         self.lease_checks = 0  # GetItems of the lease (tests, stats)
         self.renewals = 0
 
@@ -151,6 +164,7 @@ class RelayFeed(ChangeFeed):
             # never announced are lost to us. Report a gap (all views stale) and vouch from here.
             self._since_ns = now
             self._gap = True
+            self._list_peers()
         log.info("relay.leading", session=self.session, ok=self.leading)
 
     def _stop_leading(self) -> None:
@@ -171,7 +185,8 @@ class RelayFeed(ChangeFeed):
         if self.leading and self.stream is not None:
             started = time.time_ns()
             batch = self.stream.poll(min(timeout, self.poll_interval))
-            self._publish(batch, started - STREAM_LAG_NS)
+            self._track_peers(batch)
+            self._publish(batch, started)
             if len(batch.changes) < 1000:  # a full page may hide more: vouch only for a whole read
                 self._covered_ns = max(self._covered_ns, started - STREAM_LAG_NS)
             return self._with_gap(batch)
@@ -188,11 +203,42 @@ class RelayFeed(ChangeFeed):
         self._gap = False
         return ChangeBatch(batch.changes, True)
 
-    def _publish(self, batch: ChangeBatch, fresh_ns: int) -> None:
+    # -- who reads the bulletin ------------------------------------------------------------------
+    def _list_peers(self) -> None:
+        """One Query of the sessions: the other mounts alive now, and until when."""
+        self._peers = {s.id: _lease_end(s) for s in list_sessions(self.store) if s.id != self.session}
+
+    def _track_peers(self, batch: ChangeBatch) -> None:
+        """Follow the session items through the stream: a beat's image extends its lease, a
+        removal ends it. A change without an image (a keys-only feed) is listed again."""
+        sessions = [c for c in batch.changes if c.path == schema.SESSIONS and c.name != self.session]
+        if any(c.item is None for c in sessions):
+            self._list_peers()
+            return
+        for c in sessions:
+            self._peers[c.name] = _lease_end(SessionInfo.from_item(c.item))
+
+    def alone(self) -> bool:
+        """No other mount's session is alive: nobody reads the bulletin."""
+        now = time.time_ns()
+        self._peers = {s: end for s, end in self._peers.items() if end > now}
+        return not self._peers
+
+    def _publish(self, batch: ChangeBatch, started_ns: int) -> None:
         # journal records, and write-behind asks (wb/<holder>: the holder learns of them at once)
         keys = sorted({(c.path, c.name) for c in batch.changes if c.name.startswith("j/") or c.path.startswith("wb/")})
         if not keys:
             return
+        if self.alone():
+            self._silent = True
+            self.notices_skipped += 1
+            return
+        if self._silent:
+            # Batches before this read went unannounced; every commit after its start is in this
+            # batch or a later one, so the unbroken chain begins here.
+            self._silent = False
+            self._since_ns = started_ns
+        fresh_ns = started_ns - STREAM_LAG_NS
         self._published += 1
         now = time.time_ns()
         name = f"{now:020d}-{self.session}-{self._published}"
@@ -228,8 +274,11 @@ class RelayFeed(ChangeFeed):
             return  # a notice of an older relay: it claims nothing
         fr, since = int(notice["fr"]), int(notice["since"])
         if since > self._covered_ns:
-            self._gap = True  # that relay began after what we have covered: a break in the chain
-            self._covered_ns = fr
+            # That relay's chain begins after what we have covered: changes in between may never
+            # have been announced. Every view is marked stale (re-read when next used, which is
+            # after ``since``), and from ``since`` on the chain is unbroken.
+            self._gap = True
+            self._covered_ns = max(fr, since)
         elif fr > self._covered_ns:
             self._covered_ns = fr
 
@@ -242,6 +291,11 @@ class RelayFeed(ChangeFeed):
                                    (Cond("eq", "holder", self.session),)))
             except JournalConflict:
                 pass
+
+
+def _lease_end(s: SessionInfo) -> int:
+    """Wall time (ns) at which a session's last beat stops vouching for it."""
+    return s.heartbeat + int(s.lease() * 1e9)
 
 
 __all__ = ["RelayFeed", "ABSENT"]
