@@ -191,12 +191,13 @@ def test_interrupted_compact_is_finished_by_the_next_run(fs, new_fs, store, monk
 
 
 def test_listing_after_compact_costs_two_requests_whatever_the_history(fs, new_fs, store):
-    for d, n_events in (("/short", 20), ("/long", 2000)):  # /long: over 1 MB of records (two query pages)
+    # /long: over 1 MB of records (two query pages), in 300 records of 3 KB values
+    for d, n_events in (("/short", 20), ("/long", 300)):
         fs.mkdir(d, 0o755, ROOT)
         for i in range(10):
             write_file(fs, f"{d}/f{i}", b"")
         for i in range(n_events):
-            fs.setxattr(f"{d}/f{i % 10}", "user.note", b"%04d" % i * 80, 0, ROOT)
+            fs.setxattr(f"{d}/f{i % 10}", "user.note", b"%04d" % i * 750, 0, ROOT)
     costs = {}
     for phase in ("before", "after"):
         if phase == "after":
