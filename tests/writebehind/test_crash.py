@@ -18,17 +18,14 @@ from typing import Callable
 
 import pytest
 
-from engine.helpers import backing_of, journal_ids
+from engine.helpers import backing_of, journal_ids, strict_replay
 
 from dynlog import schema
 from dynlog.core.attrs import ROOT
 from dynlog.core.filesystem import FileSystem
 from dynlog.core.superblock import mkfs
 from dynlog.history.fsck import fsck
-from dynlog.journal.events import Create, Remove, Rename, SetAttr, Stamp
 from dynlog.journal.log import JournalStore
-from dynlog.journal.record import Record
-from dynlog.materialize.view import View, fold
 from dynlog.store.base import Store
 
 from .test_engine import read_all
@@ -64,27 +61,6 @@ def _run_and_kill(spec: dict, session: str, root: str, seed: int) -> list[tuple[
     return synced
 
 
-def strict_fold(recs: list[Record], jid: str) -> View:
-    """Fold event by event (a batch holds many operations on one name), checking that each keeps
-    the namespace invariants: a create of a free name, a change, rename or removal of a name that
-    is there, nothing after the seal."""
-    v = View(jid)
-    for r in recs:
-        ts = r.ts
-        for ev in r.events:
-            where = f"{jid}/{r.seq} {type(ev).__name__} {getattr(ev, 'name', '')}"
-            assert not v.removed, f"event after the seal: {where}"
-            if isinstance(ev, Stamp):
-                ts = ev.ts
-            elif isinstance(ev, Create):
-                assert ev.name not in v.entries, f"name taken twice: {where}"
-            elif isinstance(ev, (Remove, Rename, SetAttr)) and ev.name:
-                assert ev.name in v.entries, f"a missing entry: {where}"
-            fold(ev, v, ts)
-        v.head, v.head_hash = r.seq, r.hash
-    return v
-
-
 def _check(store: Store, client: FileSystem, synced: list[tuple[str, str]]) -> None:
     report = fsck(store)
     assert report.clean, report.lines()
@@ -107,7 +83,7 @@ def _check(store: Store, client: FileSystem, synced: list[tuple[str, str]]) -> N
     for jid in journal_ids(store):
         if not jid.startswith("d/"):
             continue
-        replayed = strict_fold(journals.read_after(jid, 0), jid)
+        replayed = strict_replay(journals.read_after(jid, 0), jid)  # event by event, a batch included
         if replayed.removed:
             continue
         shown = client.ns.dir_view(schema.journal_ino(jid), 0.0)
