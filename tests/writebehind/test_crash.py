@@ -21,7 +21,6 @@ import pytest
 from engine.helpers import backing_of, journal_ids, strict_replay
 
 from dynlog import schema
-from dynlog.core.attrs import ROOT
 from dynlog.core.filesystem import FileSystem
 from dynlog.core.superblock import mkfs
 from dynlog.history.fsck import fsck
