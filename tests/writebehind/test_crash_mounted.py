@@ -28,14 +28,13 @@ from pathlib import Path
 
 import pytest
 
+from engine.helpers import strict_replay
 from mounted.conftest import Mount, Mounter, Source, fs_source, mounter  # noqa: F401 (fixtures)
 
 from dynlog.fuse import mounttab
 from dynlog.history.fsck import fsck
 from dynlog.journal.log import JournalStore
 from dynlog.store.source import open_store
-
-from .test_crash import strict_fold
 
 pytestmark = pytest.mark.mounted
 
@@ -130,7 +129,7 @@ def _check(m: Mount, source: Source, root: str, said: Log) -> int:
         journals = JournalStore(store)
         for d in [top / root] + [top / x for x in listed if (top / x).is_dir()]:
             jid = f"d/{os.stat(d).st_ino}"
-            replayed = strict_fold(journals.read_after(jid, 0), jid)
+            replayed = strict_replay(journals.read_after(jid, 0), jid)
             assert set(replayed.entries) == set(os.listdir(d)), f"{d.relative_to(top)}: journal != listing"
         report = fsck(store)
         assert report.clean, report.lines()
