@@ -219,10 +219,10 @@ class RelayFeed(ChangeFeed):
             self._peers[c.name] = _lease_end(SessionInfo.from_item(c.item))
 
     def alone(self) -> bool:
-        """No other mount's session is alive: nobody reads the bulletin."""
+        """No other mount's session is alive: nobody reads the bulletin. (Ended sessions stay in
+        ``_peers`` until the next listing; this stops at the first live one.)"""
         now = time.time_ns()
-        self._peers = {s: end for s, end in self._peers.items() if end > now}
-        return not self._peers
+        return not any(end > now for end in self._peers.values())
 
     def _publish(self, batch: ChangeBatch, started_ns: int) -> None:
         # journal records, and write-behind asks (wb/<holder>: the holder learns of them at once)
