@@ -208,6 +208,7 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     then leaves its loop and unmounts). Open files are flushed and the store closed at the end."""
     from ..core.filesystem import FileSystem
     from ..fuse.operations import ATTR_TIMEOUT, ENTRY_TIMEOUT, DynlogFUSE, DynlogOperations
+    from ..fuse.threadstate import worker_threads
 
     if opts.outage_limit:
         from ..store.retry import set_outage_limit
@@ -232,14 +233,17 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
         fuse_opts.pop(k, None)
     fuse_opts.setdefault("fsname", store.source.replace(",", "\\,"))
     fuse_opts.setdefault("max_threads", 64)
-    fuse_opts.setdefault("max_idle_threads", 16)  # libfuse 3.14 complains when it is left unset
+    # libfuse 3.14 complains when this is left unset. As many as max_threads: libfuse then never
+    # ends a worker thread, and each keeps the Python thread state it pinned (fuse/threadstate.py).
+    fuse_opts.setdefault("max_idle_threads", fuse_opts["max_threads"])
     log.info("mount.start", source=store.source, mountpoint=mountpoint, pid=os.getpid())
     observers = None
     try:
         fs.start_services(mountpoint, on_invalidate=ops.on_invalidate, freshness=opts.freshness)
         from ..observe.server import Observers
 
-        observers = Observers(fs, mountpoint, opts.metrics)  # dynlog stats socket, -o metrics endpoint
+        observers = Observers(fs, mountpoint, opts.metrics,  # dynlog stats socket, -o metrics endpoint
+                              extra=lambda: {"fuse": {"worker_threads": worker_threads()}})
         DynlogFUSE(ops, mountpoint, foreground=True, debug=debug, default_permissions=True,
                    subtype="dynlog", **fuse_opts)
     except RuntimeError as e:

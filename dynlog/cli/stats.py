@@ -70,7 +70,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps({"rates": rates.to_json(), "totals": {k: snap[k] for k in
                                   ("ops", "calls", "read_units", "write_units")},
-                                  "follower": snap.get("follower"), "heartbeat": snap.get("heartbeat")}), flush=True)
+                                  "follower": snap.get("follower"), "heartbeat": snap.get("heartbeat"),
+                                  "fuse": snap.get("fuse")}), flush=True)
             else:
                 text = frame(rates, snap)
                 print(("\x1b[H\x1b[2J" + text) if tty else text + "\n", flush=True)

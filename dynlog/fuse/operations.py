@@ -33,6 +33,7 @@ from ..core.attrs import Caller
 from ..core.filesystem import UTIME_NOW, FileSystem
 from ..errors import FsError, JournalConflict, StoreError, TransientStoreError
 from ..store.metrics import OPERATIONS
+from .threadstate import pin_thread_state
 
 log = structlog.get_logger(__name__)
 
@@ -100,11 +101,13 @@ READ_ONLY_OPS = frozenset({"getattr", "getxattr", "xattr_value", "listxattr", "r
 
 
 def fuse_op(func: F) -> F:
-    """Map errors of one callback: known ones to their errno, anything else logged and EIO."""
+    """Map errors of one callback: known ones to their errno, anything else logged and EIO.
+    Also keeps the libfuse thread's Python thread state alive across callbacks (threadstate)."""
     changes = func.__name__ not in READ_ONLY_OPS
 
     @functools.wraps(func)
     def wrapper(self: "DynlogOperations", *args: Any, **kwargs: Any) -> Any:
+        pin_thread_state()
         try:
             return func(self, *args, **kwargs)
         except Exception as e:  # noqa: BLE001 - the boundary: nothing may escape into libfuse

@@ -161,11 +161,12 @@ class MetricsEndpoint:
 class Observers:
     """What a mount daemon starts: the stats socket, and the Prometheus endpoint if asked."""
 
-    def __init__(self, fs: Any, mountpoint: str, metrics_address: str | None = None) -> None:
+    def __init__(self, fs: Any, mountpoint: str, metrics_address: str | None = None,
+                 extra: Callable[[], dict[str, Any]] | None = None) -> None:
         from .snapshot import take
 
         def snap() -> dict[str, Any]:
-            return take(fs, mountpoint)
+            return take(fs, mountpoint, extra)
 
         self.socket: StatsSocket | None = None
         self.endpoint: MetricsEndpoint | None = None

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Callable
 
 from ..store.metrics import OPERATIONS
 
@@ -16,8 +16,9 @@ def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def take(fs: Any, mountpoint: str = "") -> dict[str, Any]:
-    """A snapshot of ``fs`` (a FileSystem: read through its attributes, nothing is changed)."""
+def take(fs: Any, mountpoint: str = "", extra: Callable[[], dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A snapshot of ``fs`` (a FileSystem: read through its attributes, nothing is changed).
+    ``extra``: more sections from the layers above the file system (the FUSE adapter's)."""
     m = fs.store.metrics
     reads, writes = m.capacity_by_kind()
     follower = getattr(fs, "follower", None)
@@ -49,4 +50,6 @@ def take(fs: Any, mountpoint: str = "") -> dict[str, Any]:
         }
     if sess is not None:
         snap["heartbeat"] = {"interval": sess.next_interval, "lease": sess.lease_written, "beats": sess.beats}
+    if extra is not None:
+        snap.update(extra())
     return snap

@@ -90,6 +90,18 @@ def test_stats_numbers_move_with_operations(fs_source, mounter) -> None:
         assert label in text.stdout, text.stdout
 
 
+def test_libfuse_workers_keep_their_python_thread_state(fs_source, mounter) -> None:
+    """Each libfuse worker thread pins one Python thread state (dynlog/fuse/threadstate.py), so
+    the count of pinned threads stays at the size of libfuse's pool however many callbacks run.
+    If the pin did not hold, every callback would start on a fresh thread state and count again."""
+    m = mounter.mount(fs_source)
+    work(m.path, 100)  # about 600 callbacks, one after another
+    res = stats(m.path, "--once", "--json", "--interval", "0.1")
+    assert res.returncode == 0, res.stderr
+    workers = json.loads(res.stdout)["fuse"]["worker_threads"]
+    assert 1 <= workers <= 64, workers  # libfuse's max_threads, as dynlog mount sets it
+
+
 def test_stats_of_a_directory_that_is_no_mount(tmp_path: Path) -> None:
     res = stats(str(tmp_path), "--once")
     assert res.returncode == 1 and "no dynlog mount daemon" in res.stderr
