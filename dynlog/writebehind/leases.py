@@ -22,6 +22,7 @@ batch before the view's head has moved past it.
 from __future__ import annotations
 
 import errno
+import itertools
 import json
 import os
 import threading
@@ -79,8 +80,13 @@ class _Op:
     ts: int
     uid: int
     op: str
-    size: int
     children: list[str]  # journals of directories it created: they wait for this batch
+    size: int = -1  # bytes of its events' JSON; measured by the flusher, off the caller's path
+
+    def measured(self) -> int:
+        if self.size < 0:
+            self.size = len(json.dumps([e.to_json() for e in self.events], separators=(",", ":"))) + 2
+        return self.size
 
 
 @dataclass
@@ -163,8 +169,7 @@ class WriteBehind:
                     fold(ev, view, ts)
                 children = [schema.dir_journal(e.inode.ino) for e in draft.events
                             if isinstance(e, Create) and e.inode.is_dir]
-                size = len(json.dumps([e.to_json() for e in evs], separators=(",", ":"))) + 2
-                st.queue.append(_Op(evs, ts, uid, op, size, children))
+                st.queue.append(_Op(evs, ts, uid, op, children))
                 if children:
                     with self._lock:
                         for c in children:
@@ -373,10 +378,10 @@ class WriteBehind:
         s = self.settings
         k = size = 0
         for op in st.queue:
-            if k >= s.max_ops or (k and size + op.size > s.max_bytes):
+            if k >= s.max_ops or (k and size + op.measured() > s.max_bytes):
                 break
             k += 1
-            size += op.size
+            size += op.measured()
         return k
 
     def _flush(self, st: _Held, release: bool = False) -> bool:
@@ -389,6 +394,8 @@ class WriteBehind:
         view = st.view
         lease_ns = int(self.settings.lease_s * NS)
         while True:
+            for op in itertools.islice(list(st.queue), self.settings.max_ops):  # (a copy: atomic under the GIL)
+                op.measured()  # before the view's lock, which the operations acknowledged meanwhile need
             with view.lock:
                 if release:
                     st.releasing = True

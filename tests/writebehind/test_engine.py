@@ -73,6 +73,27 @@ def test_acknowledged_without_requests_then_seen_after_revocation(wb_client: Cal
     assert report.clean, report.lines()
 
 
+def test_records_keep_to_the_byte_bound(wb_client: Callable[..., FileSystem]) -> None:
+    """A batch stops before its events' JSON passes ``max_bytes``: small files' bytes travel
+    inline, so the operation count alone does not bound a record's size (a DynamoDB item may not
+    pass 400 KB). Each operation is measured once, by the flusher."""
+    bound = 6_000
+    a = wb_client("alpha", take_after=1, window_s=NEVER, idle_s=NEVER, lease_s=60.0, max_ops=10_000,
+                  max_bytes=bound)
+    a.mkdir("/d", 0o755, ROOT)
+    for i in range(40):
+        write_small(a, f"/d/f{i:02d}", bytes([65 + i % 26]) * 1000)  # inline: about 1.4 KB of JSON a close
+    a.wb.sync_all()
+    jid = schema.dir_journal(a.ns.resolve("/d").ino)
+    records = [r for r in JournalStore(a.store).read_after(jid, 0)
+               if any(not isinstance(e, (Stamp, Lease, Release)) for e in r.events)]
+    assert len(records) > 1, "forty 1 KB files cannot fit one 6 KB record"
+    for r in records:
+        body, blob = r.encoded()
+        assert len(body) + len(blob) <= bound, (r.seq, len(body), len(blob))
+    assert read_all(a, "/d/f39") == b"N" * 1000
+
+
 def test_o_excl_across_mounts_sees_an_acknowledged_create(wb_client: Callable[..., FileSystem]) -> None:
     a = wb_client("alpha", take_after=1, window_s=NEVER, idle_s=NEVER, lease_s=60.0)
     b = wb_client("bravo", writebehind=False)
