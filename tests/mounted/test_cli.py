@@ -4,6 +4,7 @@ mkfs, status, umount; mount(8), fstab and mount.fuse3 entry points."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -307,12 +308,27 @@ def test_read_only_mount(mounter: Mounter, fs_source: Source) -> None:
         assert ei.value.errno == errno.EROFS
 
 
+def wait_stopped(pid: int, timeout: float = 10.0) -> None:
+    """Until every thread of ``pid`` is in the stopped state (``T`` in /proc/PID/task/*/stat)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            with contextlib.suppress(OSError):
+                states.append(task.joinpath("stat").read_text().rsplit(")", 1)[1].split()[0])
+        if states and all(s in ("T", "t") for s in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"daemon {pid} did not stop within {timeout} s")
+
+
 def test_teardown_survives_a_hung_daemon(mounter: Mounter, fs_source: Source) -> None:
     """A stopped daemon blocks every caller of its mount; force_unmount (what every fixture's
     teardown runs) must still get rid of the mount, without touching it."""
     m = mounter.mount(fs_source)
     os.kill(m.proc.pid, signal.SIGSTOP)
     try:
+        wait_stopped(m.proc.pid)  # SIGSTOP reaches each thread when it next runs: not at once
         stuck = subprocess.Popen(["stat", m.path + "/anything"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(0.2)
         if stuck.poll() is not None:  # not hung: say why (this failed once, under load, unexplained)
