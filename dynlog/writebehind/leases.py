@@ -378,10 +378,11 @@ class WriteBehind:
         s = self.settings
         k = size = 0
         for op in st.queue:
-            if k >= s.max_ops or (k and size + op.measured() > s.max_bytes):
+            n = op.measured()
+            if k >= s.max_ops or (k and size + n > s.max_bytes):
                 break
             k += 1
-            size += op.measured()
+            size += n
         return k
 
     def _flush(self, st: _Held, release: bool = False) -> bool:
@@ -394,8 +395,10 @@ class WriteBehind:
         view = st.view
         lease_ns = int(self.settings.lease_s * NS)
         while True:
-            for op in itertools.islice(list(st.queue), self.settings.max_ops):  # (a copy: atomic under the GIL)
-                op.measured()  # before the view's lock, which the operations acknowledged meanwhile need
+            # the next batch's operations, measured before the view's lock, which operations being
+            # acknowledged meanwhile need (the copy, made in C, is atomic under the GIL)
+            for op in list(itertools.islice(st.queue, self.settings.max_ops)):
+                op.measured()
             with view.lock:
                 if release:
                     st.releasing = True
