@@ -256,6 +256,31 @@ class Probe:
 
 
 # -- running things ------------------------------------------------------------------------------------
+def pin_process(pid: int, cpu: int) -> None:
+    """Keep every thread of ``pid`` on ``cpu``. Threads it starts later inherit the affinity of
+    the thread that starts them (libfuse's workers, dynlog's own), so all of them stay there."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), {cpu})
+
+
+CPU_HELP = ("run the measured mount's daemon and each measured command (tar, rm, git, the I/O) on this "
+            "one CPU: on a VM, a wake-up across CPUs costs more than dynlog's own work a request")
+
+
+def process_cpus(pid: int) -> list[int]:
+    """The CPUs that any thread of ``pid`` may run on (what --cpu set, or every CPU)."""
+    cpus: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            cpus |= os.sched_getaffinity(int(task.name))
+    return sorted(cpus)
+
+
+def placement(cpu: int | None) -> str:
+    return "free placement" if cpu is None else f"daemon and commands on CPU {cpu}"
+
+
 def abort_mount(path: str) -> None:
     """Abort a mount's FUSE connection: a process waiting on a request the daemon has already
     taken cannot be killed (its wait is uninterruptible) until the request ends, and aborting
@@ -374,9 +399,14 @@ class Bench:
         self._last_io: dict[str, Any] = {}
         self._mnt = ""  # the mount the stages run on now
         self.options = ""  # mount options (-o) of every mount (benchmarks/writebehind.py sets writebehind)
+        # --cpu: run the measured mount's daemon and every measured command on this one CPU
+        # (docs/SCALING.md, "Where the caller and the daemon run"); None: where the scheduler likes
+        self.cpu: int | None = None
 
     def timed(self, cmd: list[str], what: str, **kw: Any) -> tuple[float, str]:
         """run_timed with the stage timeout, aborting the current mount if the command hangs."""
+        if self.cpu is not None:
+            cmd = ["taskset", "-c", str(self.cpu), *cmd]
         return run_timed(cmd, self.cfg.stage_timeout, what, lambda: abort_mount(self._mnt), **kw)
 
     def child(self, fn: Callable[[], Any], what: str) -> Any:
@@ -395,6 +425,8 @@ class Bench:
                "PYTHONPATH": os.pathsep.join(filter(None, [str(HOOK_DIR), str(REPO), os.environ.get("PYTHONPATH")]))}
         m = mounter.mount(source, options=self.options, env=env, timeout=max(60.0, self.cfg.stage_timeout / 4))
         self._mnt = m.path
+        if self.cpu is not None:
+            pin_process(m.proc.pid, self.cpu)
         done = False
         try:
             yield m, Probe(Counters(ctl), proxy)
@@ -668,6 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup-files", type=int, default=200,
                     help="files extracted, unmeasured, before the first DynamoDB column (JVM warm-up; 0: none)")
     ap.add_argument("--ddb-endpoint", default=None, help="use this DynamoDB Local instead of starting one")
+    ap.add_argument("--cpu", type=int, default=None, help=CPU_HELP)
     ap.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
     ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON to this file")
     args = ap.parse_args(argv)
@@ -687,6 +720,7 @@ def main(argv: list[str] | None = None) -> int:
         genv = git_env(work)
         head = make_git_repo(work / "repo", cfg.git_files, cfg.seed, genv)
         bench = Bench(cfg, work, tree, work / "tree.tar", work / "repo", head, genv)
+        bench.cpu = args.cpu
         try:
             for lat in latencies:
                 col = Column(column_name(lat), lat, args.latency_mb if lat and args.latency_mb else cfg.mb)
@@ -706,7 +740,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(doc)
     else:
-        print(f"commit {commit()}, {os.cpu_count()} cores, {time.monotonic() - started:.0f} s\n")
+        print(f"commit {commit()}, {os.cpu_count()} cores, {placement(args.cpu)}, {time.monotonic() - started:.0f} s\n")
         print(format_table(cols, cfg))
     return 1 if failed else 0
 

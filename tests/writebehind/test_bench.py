@@ -1,5 +1,6 @@
 """benchmarks/writebehind.py in a tiny configuration: it runs to the end on the local store and
-DynamoDB Local with write-behind on, what tar wrote reads back, and its counts are sane. Why a
+DynamoDB Local with write-behind on, what tar wrote reads back, and its counts are sane; with
+``--cpu`` its daemon runs where it was put. Why a
 test: the benchmark is how issue 9's targets are judged, so it must not rot. No timed asserts."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def test_writebehind_bench_tiny(ddb_local: DynamoDBLocal, tmp_path: Path) -> Non
         [sys.executable, str(REPO / "benchmarks" / "writebehind.py"), "--files", str(FILES), "--dirs", str(DIRS),
          "--git-files", str(GIT_FILES), "--columns", "local+wb,ddb0+wb", "--warmup-files", "0",
          "--propagation-rounds", "1", "--stage-timeout", "90", "--ddb-endpoint", ddb_local.endpoint,
-         "--json-out", str(out)],
+         "--cpu", "0", "--json-out", str(out)],
         capture_output=True, text=True, timeout=220, cwd=str(REPO))
     assert res.returncode == 0, res.stdout + res.stderr
     assert "| tar: write requests per 1,000 files, own |" in res.stdout, res.stdout
@@ -38,6 +39,7 @@ def test_writebehind_bench_tiny(ddb_local: DynamoDBLocal, tmp_path: Path) -> Non
         # the kernel asks several operations per file (lookup, create, write, setattrs, flush, release)
         assert st["tar"]["fuse_ops_per"].get("create") == 1.0 and sum(st["tar"]["fuse_ops_per"].values()) > 5
         assert st["tar"]["cpu_seconds"] > 0
+        assert st["tar"]["daemon_cpus"] == [0]  # --cpu 0: every thread of the daemon stayed there
         # under a lease, a file costs less than the two puts it costs without one
         assert 0 < st["tar"]["own_writes_per_1000"] < 2000
         assert st["rm"]["count"] == FILES + DIRS + 1 and st["git"]["own"] > 0
