@@ -170,9 +170,7 @@ class Counters:
 
     def read(self, timeout: float = 10.0) -> dict[str, int]:
         token = uuid.uuid4().hex
-        tmp = self.ctl.with_name(self.ctl.name + ".reqtmp")
-        tmp.write_text(token)
-        os.replace(tmp, str(self.ctl) + ".req")
+        post_request(self.ctl, token)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
@@ -185,6 +183,16 @@ class Counters:
                 return {k: int(v) for k, v in got["counts"].items()}
             time.sleep(0.01)
         raise StageError("the mount daemon did not answer the counter request (benchmarks/latency_hook)")
+
+
+def post_request(ctl: Path, token: str) -> None:
+    """Ask the hook for ``ctl`` by writing ``CTL.req``, whole or not at all: the hook takes the
+    file as soon as it exists, and one taken between its creation and the write of the token
+    would be answered with an empty token, leaving the asker to wait for an answer that never
+    comes."""
+    tmp = ctl.with_name(ctl.name + ".reqtmp")
+    tmp.write_text(token)
+    os.replace(tmp, str(ctl) + ".req")
 
 
 @dataclass

@@ -91,7 +91,7 @@ def operation_counts(ctl: Path, timeout: float = 60.0) -> dict[str, int]:
     by benchmarks/latency_hook next to its request counters."""
     path = Path(str(ctl) + ".ops")
     token = uuid.uuid4().hex
-    Path(str(path) + ".req").write_text(token)
+    L.post_request(path, token)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
