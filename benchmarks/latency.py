@@ -276,6 +276,18 @@ CPU_HELP = ("run the measured mount's daemon and each measured command (tar, rm,
             "one CPU: on a VM, a wake-up across CPUs costs more than dynlog's own work a request")
 
 
+def cpu_arg(text: str) -> int:
+    """--cpu's argument: a CPU this process may run on (checked before anything is mounted)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    try:
+        cpu = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a CPU number: {text!r}") from None
+    if cpu not in allowed:
+        raise argparse.ArgumentTypeError(f"CPU {cpu} is not one this process may use ({', '.join(map(str, allowed))})")
+    return cpu
+
+
 def process_cpus(pid: int) -> list[int]:
     """The CPUs that any thread of ``pid`` may run on (what --cpu set, or every CPU)."""
     cpus: set[int] = set()
@@ -433,10 +445,10 @@ class Bench:
                "PYTHONPATH": os.pathsep.join(filter(None, [str(HOOK_DIR), str(REPO), os.environ.get("PYTHONPATH")]))}
         m = mounter.mount(source, options=self.options, env=env, timeout=max(60.0, self.cfg.stage_timeout / 4))
         self._mnt = m.path
-        if self.cpu is not None:
-            pin_process(m.proc.pid, self.cpu)
         done = False
         try:
+            if self.cpu is not None:
+                pin_process(m.proc.pid, self.cpu)
             yield m, Probe(Counters(ctl), proxy)
             done = True
         except StageError as e:  # what the daemon said, if anything, is usually the reason
@@ -708,7 +720,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup-files", type=int, default=200,
                     help="files extracted, unmeasured, before the first DynamoDB column (JVM warm-up; 0: none)")
     ap.add_argument("--ddb-endpoint", default=None, help="use this DynamoDB Local instead of starting one")
-    ap.add_argument("--cpu", type=int, default=None, help=CPU_HELP)
+    ap.add_argument("--cpu", type=cpu_arg, default=None, help=CPU_HELP)
     ap.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
     ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON to this file")
     args = ap.parse_args(argv)
@@ -748,7 +760,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(doc)
     else:
-        print(f"commit {commit()}, {os.cpu_count()} cores, {placement(args.cpu)}, {time.monotonic() - started:.0f} s\n")
+        print(f"commit {commit()}, {os.cpu_count()} cores, {placement(args.cpu)}, "
+              f"{time.monotonic() - started:.0f} s\n")
         print(format_table(cols, cfg))
     return 1 if failed else 0
 

@@ -140,7 +140,8 @@ class WBBench(Bench):
                 fuse_ops = {k: ops1.get(k, 0) - ops0.get(k, 0) for k in ops1
                             if k not in FEED_OPS and ops1.get(k, 0) != ops0.get(k, 0)}
                 out = {"count": count, "seconds": seconds, "per_second": count / seconds,
-                       "cpu_seconds": cpu, "cpu_ms_per": 1000 * cpu / count, "daemon_cpus": L.process_cpus(pid),
+                       "cpu_seconds": cpu, "cpu_ms_per": 1000 * cpu / count,
+                       "daemon_cpus": L.process_cpus(pid),
                        "own": r.own, "own_per": r.own / count, "own_by_call": r.own_by_call, "own_by_op": by_op,
                        "own_writes_per_1000": 1000 * own_writes / count,
                        "all_writes_per_1000": 1000 * all_writes / count, "all_by_call": r.all_by_call,
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup-files", type=int, default=200, help="unmeasured files first on DynamoDB (JVM warm-up)")
     ap.add_argument("--ddb-endpoint", default=None, help="use this DynamoDB Local instead of starting one")
     ap.add_argument("--propagation-rounds", type=int, default=5, help="files created for the second mount to see")
-    ap.add_argument("--cpu", type=int, default=None, help=L.CPU_HELP)
+    ap.add_argument("--cpu", type=L.cpu_arg, default=None, help=L.CPU_HELP)
     ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args(argv)
     cfg = Config(args.files, args.dirs, args.git_files, 1, args.seed, args.stage_timeout, 0.0, args.warmup_files)

@@ -47,3 +47,15 @@ def test_writebehind_bench_tiny(ddb_local: DynamoDBLocal, tmp_path: Path) -> Non
         assert len(prop["list_s"]["all"]) == 1 and len(prop["lookup_s"]["all"]) == 1
         if c["latency_ms"] is not None:  # the proxy saw every write dynlog counted (and the relay's)
             assert st["tar"]["all_writes_per_1000"] >= st["tar"]["own_writes_per_1000"]
+
+
+@pytest.mark.parametrize("script", ["writebehind.py", "latency.py"])
+@pytest.mark.parametrize("arg", ["4096", "one"])
+def test_bench_refuses_a_cpu_it_may_not_use(script: str, arg: str, tmp_path: Path) -> None:
+    """A --cpu that this machine does not give us is refused before anything is mounted or made,
+    with argparse's exit code 2 and a line that says why."""
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), "--cpu", arg],
+                         capture_output=True, text=True, timeout=60, cwd=str(tmp_path))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "--cpu" in res.stderr and ("not one this process may use" in res.stderr or "not a CPU number" in res.stderr)
+    assert not list(tmp_path.iterdir())  # nothing made
