@@ -348,7 +348,9 @@ def test_group_commit_folds_concurrent_operations_on_one_directory(env: Env) -> 
     inner_put = store.put
 
     def slow_put(put: Any) -> None:  # keep each commit in flight long enough for others to queue
-        threading.Event().wait(0.03)
+        # 0.2 s, not less: on a loaded machine (the suite's three workers and DynamoDB Local on two
+        # cores) the other 26 threads took longer than 30 ms to reach the queue, and nothing folded
+        threading.Event().wait(0.2)
         inner_put(put)
 
     store.put = slow_put  # type: ignore[method-assign]
