@@ -288,6 +288,19 @@ def cpu_arg(text: str) -> int:
     return cpu
 
 
+def count_arg(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``least`` (0 for a stage that may be left out)."""
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if n < least:
+            raise argparse.ArgumentTypeError(f"{n} is less than {least}")
+        return n
+    return parse
+
+
 def process_cpus(pid: int) -> list[int]:
     """The CPUs that any thread of ``pid`` may run on (what --cpu set, or every CPU)."""
     cpus: set[int] = set()
@@ -490,6 +503,8 @@ class Bench:
                 return out
 
             self.tree_stages(col, mnt, stage)
+            if not col.mb:
+                return
             big = mnt / "big.bin"
             w = stage("write", col.mb, lambda: self._io("write", big, col.mb))
             w["mb_per_s"] = col.mb * (1 << 20) / w["work_seconds"] / 1e6
@@ -706,18 +721,20 @@ def commit() -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--files", type=int, default=400, help="files in the tar tree (default 400)")
-    ap.add_argument("--dirs", type=int, default=10, help="directories in the tar tree (default 10)")
-    ap.add_argument("--git-files", type=int, default=300, help="files in the git repository (default 300)")
-    ap.add_argument("--mb", type=int, default=256, help="MiB written then read cold (default 256)")
-    ap.add_argument("--latency-mb", type=int, default=None,
+    ap.add_argument("--files", type=count_arg(1), default=400, help="files in the tar tree (default 400)")
+    ap.add_argument("--dirs", type=count_arg(1), default=10, help="directories in the tar tree (default 10)")
+    ap.add_argument("--git-files", type=count_arg(0), default=300,
+                    help="files in the git repository (default 300; 0: no git clone)")
+    ap.add_argument("--mb", type=count_arg(0), default=256,
+                    help="MiB written then read cold (default 256; 0: no sequential I/O)")
+    ap.add_argument("--latency-mb", type=count_arg(0), default=None,
                     help="MiB for the columns with injected latency (default: --mb)")
     ap.add_argument("--latency-ms", type=float, default=8.0, help="injected per-request latency (default 8)")
     ap.add_argument("--columns", default=None, help="comma-separated local, ddb0, ddbN (default local,ddb0,ddbLATENCY)")
     ap.add_argument("--seed", type=int, default=8)
     ap.add_argument("--stage-timeout", type=float, default=600.0, help="seconds a stage may take (default 600)")
     ap.add_argument("--idle-seconds", type=float, default=3.0, help="idle window measured before the stages")
-    ap.add_argument("--warmup-files", type=int, default=200,
+    ap.add_argument("--warmup-files", type=count_arg(0), default=200,
                     help="files extracted, unmeasured, before the first DynamoDB column (JVM warm-up; 0: none)")
     ap.add_argument("--ddb-endpoint", default=None, help="use this DynamoDB Local instead of starting one")
     ap.add_argument("--cpu", type=cpu_arg, default=None, help=CPU_HELP)
@@ -738,7 +755,7 @@ def main(argv: list[str] | None = None) -> int:
         write_tar(tree, work / "tree.tar", "tree")
         write_tar(make_tree(cfg.warmup_files, cfg.dirs, cfg.seed + 100), work / "warmup.tar", "warmup")
         genv = git_env(work)
-        head = make_git_repo(work / "repo", cfg.git_files, cfg.seed, genv)
+        head = make_git_repo(work / "repo", cfg.git_files, cfg.seed, genv) if cfg.git_files else ""
         bench = Bench(cfg, work, tree, work / "tree.tar", work / "repo", head, genv)
         bench.cpu = args.cpu
         try:

@@ -50,3 +50,30 @@ def test_latency_bench_tiny(ddb_local: DynamoDBLocal, tmp_path: Path) -> None:
             for stage in ("tar", "rm", "git", "write", "read"):
                 assert st[stage]["all"] >= st[stage]["own"], (stage, st[stage])
             assert st["tar"]["all_by_call"].get("PutItem", 0) + st["tar"]["all_by_call"].get("TransactWriteItems", 0) > 0
+
+
+def test_latency_bench_leaves_out_the_stages_set_to_zero(tmp_path: Path) -> None:
+    """--git-files 0 and --mb 0 measure tar and rm -rf alone (they used to fail: git committed
+    an empty repository, and the I/O stages divided by zero)."""
+    out = tmp_path / "bench.json"
+    res = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "latency.py"), "--files", "6", "--dirs", "2", "--git-files", "0",
+         "--mb", "0", "--columns", "local", "--idle-seconds", "0.2", "--warmup-files", "0", "--stage-timeout", "60",
+         "--json-out", str(out)],
+        capture_output=True, text=True, timeout=120, cwd=str(REPO))
+    assert res.returncode == 0, res.stdout + res.stderr
+    stages = json.loads(out.read_text())["columns"][0]["stages"]
+    assert stages["tar"]["verified"] and stages["rm"]["count"] == 6 + 2 + 1
+    assert not {"git", "write", "read"} & set(stages)
+    assert "| sequential write, 0 MiB: MB/s | – |" in res.stdout, res.stdout
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--files", "0"], "argument --files: 0 is less than 1"),
+    (["--mb", "-1"], "argument --mb: -1 is less than 0"),
+    (["--git-files", "many"], "argument --git-files: not a whole number: 'many'"),
+])
+def test_latency_bench_refuses_bad_counts(args: list[str], message: str) -> None:
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "latency.py"), *args],
+                         capture_output=True, text=True, timeout=60, cwd=str(REPO))
+    assert res.returncode == 2 and message in res.stderr, res.stderr
