@@ -30,7 +30,7 @@ import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import structlog
 
@@ -44,10 +44,12 @@ from ..materialize.cache import ViewCache
 from ..materialize.draft import Draft
 from ..materialize.view import View, fold
 from ..store.base import ChangeBatch, ChangeFeed, Delete, Put, Store
+from .rescue import Rescue
 
 log = structlog.get_logger(__name__)
 
 NS = 1_000_000_000
+RESCUE_ATTEMPTS = 5  # re-reads of a lost lease's journal before what still conflicts is dropped
 
 
 @dataclass
@@ -137,6 +139,7 @@ class WriteBehind:
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.taken = self.revoked = self.records = self.ops = self.lost = self.asks = 0
+        self.rescues = 0  # leases found lost, and their queues rescued or dropped (tests, stats)
         committer.leases = self
 
     # -- the committer's hooks --------------------------------------------------------------------
@@ -375,9 +378,13 @@ class WriteBehind:
                     del self._deps[jid]
 
     def _batch_len(self, st: _Held) -> int:
+        return self._batch_len_of(st.queue)
+
+    def _batch_len_of(self, ops: Iterable[_Op]) -> int:
+        """How many of ``ops``, from the front, fit in one record (``max_ops``, ``max_bytes``)."""
         s = self.settings
         k = size = 0
-        for op in st.queue:
+        for op in ops:
             n = op.measured()
             if k >= s.max_ops or (k and size + n > s.max_bytes):
                 break
@@ -429,8 +436,11 @@ class WriteBehind:
             except JournalConflict:
                 with view.lock:
                     st.flushing = False
-                    self._lost(st)
-                return False
+                    queued, since = list(st.queue), view.head
+                    st.queue.clear()
+                    self._drop(st)
+                    self.cache.rebuild(view)  # the store's state: our queued events were never committed
+                return self._rescue(st, queued, since)
             except BaseException:
                 with view.lock:
                     st.flushing = False  # kept queued: retried by the next flush
@@ -459,19 +469,63 @@ class WriteBehind:
             if last:
                 return True
 
-    def _lost(self, st: _Held) -> None:
+    def _rescue(self, st: _Held, queued: list[_Op], since: int) -> bool:
         """Another record took our seq: the lease had expired (we stalled past it) and another
-        mount appended. What we acknowledged and had not committed is lost whole, as a crash
-        would lose it; the view is re-read."""
-        n = len(st.queue)
-        self.lost += n
-        log.error("writebehind.lease_lost", jid=st.jid, dropped=n)
-        st.queue.clear()
+        mount appended after our record ``since``. Commit, as synchronous records, the queued
+        operations that touch no name the others touched (rescue.py); drop the rest, as a crash
+        would drop them. True when nothing was dropped. The caller holds ``st.append_lock``; the
+        lease is already dropped and the view re-read."""
+        verdict, pending, view = Rescue(), queued, st.view
+        retries = 0
+        while True:
+            foreign = self.journals.read_after(st.jid, since)
+            verdict.learn(foreign)
+            since = foreign[-1].seq if foreign else since
+            pending = [op for op in pending if verdict.keep(op.events, op.op)]
+            if not pending:
+                break
+            if retries == RESCUE_ATTEMPTS:  # still losing the race: what is left goes as a crash's would
+                verdict.dropped.extend(op.op for op in pending)
+                break
+            with view.lock:
+                holder, until, prev, head = view.lease_holder, view.lease_until, view.head_hash, view.head
+            if head != since or (holder not in (None, self.session) and not self._expired(until)):
+                retries += 1
+                if head == since:
+                    self.wait(st.jid)  # another mount took the lease: have it release first
+                self.cache.rebuild(view)  # then learn what arrived meanwhile
+                continue
+            k = self._batch_len_of(pending)
+            batch = pending[:k]
+            rec = Record(st.jid, since + 1, tuple(e for op in batch for e in op.events), batch[0].ts, self.session,
+                         batch[0].uid, "+".join(dict.fromkeys(o.op for o in batch)), prev).sealed()
+            try:
+                self.journals.append(rec)
+            except JournalConflict:
+                retries += 1
+                self.cache.rebuild(view)
+                continue
+            with view.lock:
+                if view.head == since:
+                    view.apply(rec)
+                    view.mark_committed()
+                else:  # another thread re-read the view meanwhile: the next use reads the tail
+                    view.stale = True
+            since, pending = rec.seq, pending[k:]
+            self.records += 1
+            self.ops += k
         with self._lock:
             for c in [c for c, p in self._deps.items() if p == st.jid]:
                 del self._deps[c]
-        self._drop(st)
-        self.cache.rebuild(st.view)
+        kept = len(queued) - len(verdict.dropped)
+        self.lost += len(verdict.dropped)
+        self.rescues += 1
+        if verdict.dropped:
+            log.error("writebehind.lease_lost", jid=st.jid, dropped=len(verdict.dropped), committed=kept,
+                      ops=verdict.dropped[:20])
+        else:
+            log.warning("writebehind.rescued", jid=st.jid, committed=kept)
+        return not verdict.dropped
 
     def _drop(self, st: _Held) -> None:
         with self._lock:
