@@ -439,7 +439,6 @@ class WriteBehind:
                     queued, since = list(st.queue), view.head
                     st.queue.clear()
                     self._drop(st)
-                    self.cache.rebuild(view)  # the store's state: our queued events were never committed
                 return self._rescue(st, queued, since)
             except BaseException:
                 with view.lock:
@@ -474,19 +473,36 @@ class WriteBehind:
         mount appended after our record ``since``. Commit, as synchronous records, the queued
         operations that touch no name the others touched (rescue.py); drop the rest, as a crash
         would drop them. True when nothing was dropped. The caller holds ``st.append_lock``; the
-        lease is already dropped and the view re-read."""
-        verdict, pending, view = Rescue(), queued, st.view
+        lease is already dropped. A store error on the way drops what is not committed yet (and
+        is raised): nothing acknowledged goes unaccounted."""
+        verdict, pending = Rescue(), list(queued)
+        try:
+            self.cache.rebuild(st.view)  # the store's state: our queued events were never committed
+            self._rescue_rounds(st, verdict, pending, since)
+        except BaseException:
+            verdict.dropped.extend(op.op for op in pending)
+            raise
+        finally:
+            self._rescued(st, verdict, len(queued))
+        return not verdict.dropped
+
+    def _rescue_rounds(self, st: _Held, verdict: Rescue, pending: list[_Op], since: int) -> None:
+        """Read what the others appended, judge the queue, commit a batch at the head; again
+        until nothing is pending. ``pending`` shrinks in place as operations are committed or
+        dropped, so that the caller knows what is left if the store fails."""
+        view = st.view
         retries = 0
         while True:
             foreign = self.journals.read_after(st.jid, since)
             verdict.learn(foreign)
             since = foreign[-1].seq if foreign else since
-            pending = [op for op in pending if verdict.keep(op.events, op.op)]
+            pending[:] = [op for op in pending if verdict.keep(op.events, op.op)]
             if not pending:
-                break
+                return
             if retries == RESCUE_ATTEMPTS:  # still losing the race: what is left goes as a crash's would
                 verdict.dropped.extend(op.op for op in pending)
-                break
+                pending.clear()
+                return
             with view.lock:
                 holder, until, prev, head = view.lease_holder, view.lease_until, view.head_hash, view.head
             if head != since or (holder not in (None, self.session) and not self._expired(until)):
@@ -496,9 +512,9 @@ class WriteBehind:
                 self.cache.rebuild(view)  # then learn what arrived meanwhile
                 continue
             k = self._batch_len_of(pending)
-            batch = pending[:k]
-            rec = Record(st.jid, since + 1, tuple(e for op in batch for e in op.events), batch[0].ts, self.session,
-                         batch[0].uid, "+".join(dict.fromkeys(o.op for o in batch)), prev).sealed()
+            rec = Record(st.jid, since + 1, tuple(e for op in pending[:k] for e in op.events), pending[0].ts,
+                         self.session, pending[0].uid, "+".join(dict.fromkeys(o.op for o in pending[:k])),
+                         prev).sealed()
             try:
                 self.journals.append(rec)
             except JournalConflict:
@@ -511,21 +527,25 @@ class WriteBehind:
                     view.mark_committed()
                 else:  # another thread re-read the view meanwhile: the next use reads the tail
                     view.stale = True
-            since, pending = rec.seq, pending[k:]
+            since = rec.seq
+            del pending[:k]
             self.records += 1
             self.ops += k
+
+    def _rescued(self, st: _Held, verdict: Rescue, queued: int) -> None:
+        """Account for a lost lease: children waiting on this journal wait no more (a dropped
+        creation leaves theirs without a name, as a crash would), and the log says what went."""
         with self._lock:
             for c in [c for c, p in self._deps.items() if p == st.jid]:
                 del self._deps[c]
-        kept = len(queued) - len(verdict.dropped)
         self.lost += len(verdict.dropped)
         self.rescues += 1
+        committed = queued - len(verdict.dropped)
         if verdict.dropped:
-            log.error("writebehind.lease_lost", jid=st.jid, dropped=len(verdict.dropped), committed=kept,
+            log.error("writebehind.lease_lost", jid=st.jid, dropped=len(verdict.dropped), committed=committed,
                       ops=verdict.dropped[:20])
         else:
-            log.warning("writebehind.rescued", jid=st.jid, committed=kept)
-        return not verdict.dropped
+            log.warning("writebehind.rescued", jid=st.jid, committed=committed)
 
     def _drop(self, st: _Held) -> None:
         with self._lock:

@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 from dynlog import schema
 from dynlog.core.attrs import ROOT
 from dynlog.core.filesystem import FileSystem
-from dynlog.errors import FsError
+from dynlog.errors import FsError, StoreError
 from dynlog.history.fsck import fsck
 from dynlog.journal.record import Record
 
@@ -115,5 +115,26 @@ def test_a_lost_lease_in_a_removed_directory_drops_everything(
     with pytest.raises(FsError) as e:
         a.getattr("/d/q0")
     assert e.value.errno == errno.ENOENT
+    report = fsck(a.store)
+    assert report.clean, report.lines()
+
+
+def test_a_store_failure_during_the_rescue_leaves_nothing_unaccounted(
+        stalled: tuple[FileSystem, FileSystem, Stall]) -> None:
+    """The rescue's own reads fail (the outage is back): what it had not committed counts as
+    dropped, and the failure reaches the flusher, which logs it; nothing is half-applied."""
+    a, b, stall = stalled
+    for name in ("q0", "q1"):
+        write_small(a, f"/d/{name}", name.encode())
+    stall.until_the_lease_is_over()
+    write_small(b, "/d/theirs", b"t")
+
+    def unreachable(jid: str, seq: int, until: int | None = None) -> list[Record]:
+        raise StoreError("DynamoDB unreachable (injected)")
+
+    stall.read_after = unreachable  # type: ignore[method-assign]
+    stall.release_and_settle()
+    assert a.wb.lost == 4
+    del stall.read_after
     report = fsck(a.store)
     assert report.clean, report.lines()
