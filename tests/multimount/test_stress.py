@@ -222,6 +222,25 @@ def unexplained_losses(writes: list[Op], ops: list[Op], final_tokens: set[str]) 
     return lost, ambiguous
 
 
+def around(lost: list[str], writes: list[Op], workers: list[Worker], window: float = 3.0) -> str:
+    """For the report of a lost write: every operation, by any worker, on a path that shares a
+    name with the write's path, from ``window`` seconds before it to ``window`` after: what the
+    checker's model may have missed (a failure in CI could not be reproduced on a quiet machine)."""
+    by_token = {w.token: w for w in writes}
+    out = []
+    for line in lost:
+        w = by_token[line.split(" ", 1)[0]]
+        names = set(w.paths[0].split("/"))
+        near = sorted((o.t0, wk.name, o) for wk in workers for o in wk.ops
+                      if w.t0 - window <= o.t1 and o.t0 <= w.t1 + window
+                      and names & {part for p in o.paths for part in p.split("/")})
+        out.append(f"operations near {w.token} ({w.paths[0]}, {w.t0:.3f}-{w.t1:.3f}):")
+        out.extend(f"  {t0:.3f}-{o.t1:.3f} {who} {o.kind} {' -> '.join(o.paths)} "
+                   f"{errno.errorcode.get(o.err, o.err) if o.err else 'ok'}{' ' + o.token if o.token else ''}"
+                   for t0, who, o in near)
+    return "\n".join(out)
+
+
 def thread_dumps(mounts: list) -> str:
     """The stacks of every thread of these mounts' daemons: SIGUSR1 has faulthandler write them
     to the daemon's log (dynlog/cli/mountcmd.py). What a hung mount waits for, for the report."""
@@ -329,6 +348,6 @@ def stress(fs_source, mounts) -> None:
     print(f"  {len(writes)} successful writes: {len(final)} still there, "
           f"{len(writes) - len(final) - len(lost) - len(ambiguous)} explained by later unlinks/renames/overwrites, "
           f"{len(ambiguous)} moved too often to follow, {len(lost)} lost; {len(empty)} empty files")
-    assert not lost, "\n".join(lost[:20])
+    assert not lost, "\n".join(lost[:20]) + "\n" + around(lost[:3], writes, workers)
     for m in mounts:
         assert daemon_errors(m) == [], m.log_text()[-3000:]
