@@ -476,6 +476,8 @@ class WriteBehind:
         lease is already dropped. A store error on the way drops what is not committed yet (and
         is raised): nothing acknowledged goes unaccounted."""
         verdict, pending = Rescue(), list(queued)
+        with self._lock:  # no new lease here while the rescue appends: its records would race ours
+            self._cool[st.jid] = float("inf")
         try:
             self.cache.rebuild(st.view)  # the store's state: our queued events were never committed
             self._rescue_rounds(st, verdict, pending, since)
@@ -538,6 +540,7 @@ class WriteBehind:
         with self._lock:
             for c in [c for c, p in self._deps.items() if p == st.jid]:
                 del self._deps[c]
+            self._cool[st.jid] = time.monotonic() + self.settings.cooldown_s
         self.lost += len(verdict.dropped)
         self.rescues += 1
         committed = queued - len(verdict.dropped)
