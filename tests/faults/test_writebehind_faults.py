@@ -171,3 +171,58 @@ def test_two_writebehind_mounts_alternate_under_faults(faulty_fs: FaultyFs, moun
     _, events = journal_events(faulty_fs.direct, Path(fresh.path) / "shared")
     holders = {ev.session for ev in events if isinstance(ev, Lease)}
     assert len(holders) == 2, holders  # both mounts held the lease in turn
+
+
+@pytest.mark.timeout(180)
+def test_a_holder_cut_off_past_its_lease_keeps_what_nobody_else_touched(
+        faulty_fs: FaultyFs, mounter: Mounter) -> None:
+    """Mount a (write-behind, through the proxy) fills a directory; the network between a and
+    DynamoDB goes down with a batch of a's on its way, for longer than a's lease; mount b (no
+    proxy) writes into the same directory once the lease has expired. When a's network comes
+    back, its batch finds its seq taken: the files it acknowledged touch no name of b's, so they
+    are committed after all (dynlog/writebehind/rescue.py). Nothing acknowledged is lost."""
+    env = {**os.environ, "DYNLOG_WRITEBEHIND_LEASE_S": "2"}
+    a = mounter.mount(faulty_fs.source, options="writebehind", env=env)
+    b = mounter.mount(faulty_fs.direct)
+    shared_a, shared_b = Path(a.path) / "shared", Path(b.path) / "shared"
+    shared_a.mkdir()
+    acked: dict[str, bytes] = {}
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        i = 0
+        try:
+            while not stop.is_set():
+                data = content("a", 0, i)
+                (shared_a / f"a{i:04d}").write_bytes(data)
+                acked[f"a{i:04d}"] = data
+                i += 1
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    while len(acked) < 100 and not errors:
+        time.sleep(0.01)
+    faulty_fs.proxy.outage(True)  # a's requests, its next batch among them, now go nowhere
+    time.sleep(2.0 + 1.0)  # a's lease (2 s from its last renewal) and b's skew run out
+    mine = {f"b{i}": content("b", 0, i) for i in range(5)}
+    for name, data in mine.items():
+        (shared_b / name).write_bytes(data)  # b may append now: the lease has expired
+    faulty_fs.proxy.outage(False)
+    stop.set()
+    t.join(timeout=120)
+    assert not t.is_alive() and not errors, errors
+    fsync_dir(shared_a)
+    unmount_clean(mounter, a)
+    rescued = [line for line in a.log_text().splitlines() if "writebehind.rescued" in line]
+    assert rescued, a.log_text()[-3000:]
+    print(f"\nRESCUE {len(acked)} files acknowledged by a, {len(mine)} written by b: {rescued[0].split(']', 1)[1]}")
+
+    fresh = Path(mounter.mount(faulty_fs.direct).path) / "shared"
+    want = {**acked, **mine}
+    assert set(os.listdir(fresh)) == set(want)
+    for name, data in want.items():
+        assert (fresh / name).read_bytes() == data, name
+    faulty_fs.fsck()
