@@ -11,7 +11,8 @@ operation of ours that touches none of them meets exactly the entries it was val
 An operation that touches one of them is dropped, and so is every later operation of ours on a
 name a dropped one touched: they were validated against its effects. The directory's own
 attributes (``SetAttr("")``, ``SetXattr("")``) are not a name: the last writer wins, as between
-two synchronous chmods. A sealed directory (``Remove("")``, another mount's rmdir) takes
+two synchronous chmods. Other mounts' records are read by name too, moves across directories
+and links included. A sealed directory (``Remove("")``, another mount's rmdir) takes
 everything. An event this module does not know drops its operation: it cannot be shown safe.
 """
 
@@ -46,6 +47,24 @@ def touched(events: Iterable[Event]) -> set[str] | None:
     return names
 
 
+def named_by(events: Iterable[Event]) -> set[str] | None:
+    """The entry names any record's ``events`` touch, other mounts' included: their records also
+    hold moves across directories, links and detaches, each naming its entry in ``name``. None
+    for an event that names nothing and is not known to touch no entry."""
+    names: set[str] = set()
+    for ev in events:
+        if isinstance(ev, NAMELESS):
+            continue
+        name = getattr(ev, "name", None)
+        if name is None:
+            return None
+        if name:
+            names.add(name)
+        if isinstance(ev, Rename):
+            names.add(ev.new)
+    return names
+
+
 def seals(records: Iterable[Record]) -> bool:
     """Whether the directory was removed (rmdir seals its journal with ``Remove("")``)."""
     return any(isinstance(ev, Remove) and ev.name == "" for r in records for ev in r.events)
@@ -65,7 +84,7 @@ class Rescue:
         if seals(foreign):
             self.sealed = True
         for rec in foreign:
-            names = touched(rec.events)
+            names = named_by(rec.events)
             if names is not None:
                 self.conflicts |= names
             else:

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dynlog.journal.events import Create, Event, Link, Remove, Rename, SetAttr, Stamp
+from dynlog.journal.events import Create, Event, Link, MoveIn, MoveOut, Remove, Rename, SetAttr, Stamp
 from dynlog.journal.inode import Inode
 from dynlog.journal.record import GENESIS_HASH, Record
 from dynlog.writebehind.rescue import Rescue, touched
@@ -46,3 +46,15 @@ def test_a_sealed_directory_or_an_unknown_event_drops_everything_after() -> None
     assert not unknown.keep([Stamp(1, 0, "link"), Link("x", 3, FILE)], "link")
     assert not unknown.keep(create("other", 12), "create")
     assert unknown.dropped == ["link", "create"]
+
+
+def test_others_moves_and_links_are_read_by_name() -> None:
+    """Another mount's records hold events a queue never does (moves across directories, links):
+    they take their names, not the whole directory."""
+    r = Rescue()
+    r.learn([record(MoveOut("left", 20, "d/3", "x")), record(MoveIn("arrived", Inode(21, FILE), 4, "y")),
+             record(Link("linked", 22, FILE))])
+    assert not r.sealed
+    assert r.conflicts == {"left", "arrived", "linked"}
+    assert r.keep(create("mine", 10), "create")
+    assert not r.keep(create("arrived", 11), "create")
