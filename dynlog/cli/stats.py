@@ -45,6 +45,11 @@ def frame(rates: Rates, snap: dict[str, Any]) -> str:
         parts.append(f"heartbeat every {hb['interval']:.0f} s (lease {hb['lease']:.0f} s)")
     if parts:
         out.append("  freshness     " + ", ".join(parts))
+    wb = snap.get("writebehind")
+    if wb:
+        out.append(f"  write-behind  {wb['held']} leases held, {wb['pending']} operations queued; since the mount: "
+                   f"{wb['ops']} operations in {wb['records']} records, leases taken {wb['taken']}, "
+                   f"revoked {wb['revoked']}, found lost {wb['rescues']} ({wb['lost']} operations dropped)")
     return "\n".join(out)
 
 
@@ -71,7 +76,9 @@ def cmd_stats(args: argparse.Namespace) -> int:
                 print(json.dumps({"rates": rates.to_json(), "totals": {k: snap[k] for k in
                                   ("ops", "calls", "read_units", "write_units")},
                                   "follower": snap.get("follower"), "heartbeat": snap.get("heartbeat"),
-                                  "fuse": snap.get("fuse")}), flush=True)
+                                  "fuse": snap.get("fuse"),
+                                  **({"writebehind": snap["writebehind"]} if "writebehind" in snap else {})}),
+                      flush=True)
             else:
                 text = frame(rates, snap)
                 print(("\x1b[H\x1b[2J" + text) if tty else text + "\n", flush=True)

@@ -62,4 +62,20 @@ def render(s: dict[str, Any]) -> str:
         metric("dynlog_session_heartbeat_interval_seconds", "gauge", "Seconds to the next session heartbeat.",
                [("", hb["interval"])])
         metric("dynlog_session_lease_seconds", "gauge", "The lease the last heartbeat wrote.", [("", hb["lease"])])
+    wb = s.get("writebehind")
+    if wb:
+        metric("dynlog_writebehind_leases_held", "gauge", "Write-behind leases this mount holds.", [("", wb["held"])])
+        metric("dynlog_writebehind_queued_operations", "gauge", "Acknowledged operations not yet committed.",
+               [("", wb["pending"])])
+        metric("dynlog_writebehind_operations_total", "counter", "Operations committed in write-behind records.",
+               [("", wb["ops"])])
+        metric("dynlog_writebehind_records_total", "counter", "Write-behind records committed.", [("", wb["records"])])
+        metric("dynlog_writebehind_leases_taken_total", "counter", "Write-behind leases taken.", [("", wb["taken"])])
+        metric("dynlog_writebehind_leases_revoked_total", "counter", "Leases released because another mount asked.",
+               [("", wb["revoked"])])
+        metric("dynlog_writebehind_leases_lost_total", "counter", "Leases found lost (another mount appended).",
+               [("", wb["rescues"])])
+        metric("dynlog_writebehind_dropped_operations_total", "counter",
+               "Acknowledged operations a lost lease dropped (they conflicted with another mount's).",
+               [("", wb["lost"])])
     return "\n".join(lines) + "\n"

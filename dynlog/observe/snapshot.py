@@ -50,6 +50,14 @@ def take(fs: Any, mountpoint: str = "", extra: Callable[[], dict[str, Any]] | No
         }
     if sess is not None:
         snap["heartbeat"] = {"interval": sess.next_interval, "lease": sess.lease_written, "beats": sess.beats}
+    wb = getattr(fs, "wb", None)
+    if wb is not None and wb.enabled:
+        # leases held and operations queued now; the rest cumulative. ``lost``: acknowledged
+        # operations a lost lease dropped (a conflict with another mount), ``rescues``: leases
+        # found lost (docs/ARCHITECTURE.md, "A lease found lost")
+        snap["writebehind"] = {"held": len(wb.held()), "pending": wb.pending(), "taken": wb.taken,
+                               "revoked": wb.revoked, "records": wb.records, "ops": wb.ops, "lost": wb.lost,
+                               "rescues": wb.rescues}
     if extra is not None:
         snap.update(extra())
     return snap

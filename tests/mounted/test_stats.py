@@ -142,6 +142,36 @@ def test_prometheus_endpoint_parses_and_counts(fs_source, mounter) -> None:
         assert inf == [total(second, "dynlog_store_request_seconds_count", f'call="{call}"')]
 
 
+def test_writebehind_counters(fs_source, mounter) -> None:
+    """A ``-o writebehind`` mount reports its leases and batches (stats JSON, the text frame and
+    Prometheus); a mount without it has no such section."""
+    port = free_port()
+    m = mounter.mount(fs_source, options=f"writebehind,metrics=127.0.0.1:{port}")
+    d = Path(m.path, "wb")
+    d.mkdir()
+    for i in range(50):
+        (d / f"f{i}").write_bytes(b"x" * 100)
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)  # a durability point: the queue is committed
+    finally:
+        os.close(fd)
+    res = stats(m.path, "--once", "--json", "--interval", "0.1")
+    assert res.returncode == 0, res.stderr
+    wb = json.loads(res.stdout)["writebehind"]
+    assert wb["taken"] >= 1 and wb["ops"] >= 100 and wb["records"] >= 1, wb  # a create and a close a file
+    assert wb["pending"] == 0 and wb["lost"] == wb["rescues"] == 0, wb
+    text = stats(m.path, "--once", "--interval", "0.1")
+    assert text.returncode == 0 and "write-behind" in text.stdout, text.stdout
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        samples = parse_prometheus(r.read().decode())
+    assert sum(v for (n, _), v in samples.items() if n == "dynlog_writebehind_operations_total") == wb["ops"]
+    assert any(n == "dynlog_writebehind_dropped_operations_total" for n, _ in samples)
+    plain = mounter.mount(fs_source)
+    res = stats(plain.path, "--once", "--json", "--interval", "0.1")
+    assert res.returncode == 0 and "writebehind" not in json.loads(res.stdout), res.stdout
+
+
 def test_bad_metrics_address_is_refused(fs_source, cli, tmp_path: Path) -> None:
     mp = tmp_path / "mnt"
     mp.mkdir()
