@@ -1,4 +1,4 @@
-"""A holder that stalls past its lease (docs/ARCHITECTURE.md, "Expiry and clocks"), on both
+"""A holder that stalls past its lease (docs/ARCHITECTURE.md, "A lease found lost"), on both
 stores: its batch is in flight when the lease ends, another mount appends to the directory, and
 the batch then finds its seq taken. The queued operations that touch no name the other mount
 touched are committed as acknowledged; those that do, and those built on them, are dropped whole,
@@ -12,6 +12,8 @@ import threading
 import time
 from typing import Callable, Iterator
 
+import pytest
+
 from dynlog import schema
 from dynlog.core.attrs import ROOT
 from dynlog.core.filesystem import FileSystem
@@ -21,8 +23,7 @@ from dynlog.journal.record import Record
 
 from .test_engine import NEVER, names, read_all, write_small
 
-import pytest
-
+# The holder's lease: short, so that the tests wait little for it to run out.
 LEASE_S = 1.0
 
 
