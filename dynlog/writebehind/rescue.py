@@ -32,31 +32,16 @@ NAMELESS = (Stamp, Lease, Release, Orphaned, InodeInit)
 NAMED = (Create, Remove, Rename, SetAttr, SetXattr)
 
 
-def touched(events: Iterable[Event]) -> set[str] | None:
-    """The entry names ``events`` touch; None if one of them is of a kind not known here."""
-    names: set[str] = set()
-    for ev in events:
-        if isinstance(ev, NAMELESS):
-            continue
-        if not isinstance(ev, NAMED):
-            return None
-        if ev.name:
-            names.add(ev.name)
-        if isinstance(ev, Rename):
-            names.add(ev.new)
-    return names
-
-
-def named_by(events: Iterable[Event]) -> set[str] | None:
-    """The entry names any record's ``events`` touch, other mounts' included: their records also
-    hold moves across directories, links and detaches, each naming its entry in ``name``. None
-    for an event that names nothing and is not known to touch no entry."""
+def touched(events: Iterable[Event], kinds: tuple[type[Event], ...] | None = NAMED) -> set[str] | None:
+    """The entry names ``events`` touch; None if one of them cannot be read by name. ``kinds``:
+    the event types read (a queue's); None reads any event with a ``name``, as other mounts'
+    records need: they also hold moves across directories, links and detaches."""
     names: set[str] = set()
     for ev in events:
         if isinstance(ev, NAMELESS):
             continue
         name = getattr(ev, "name", None)
-        if name is None:
+        if name is None or (kinds is not None and not isinstance(ev, kinds)):
             return None
         if name:
             names.add(name)
@@ -84,7 +69,7 @@ class Rescue:
         if seals(foreign):
             self.sealed = True
         for rec in foreign:
-            names = named_by(rec.events)
+            names = touched(rec.events, kinds=None)
             if names is not None:
                 self.conflicts |= names
             else:
