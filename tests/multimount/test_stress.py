@@ -318,7 +318,10 @@ def stress(fs_source, mounts) -> None:
             assert trees, "names kept vanishing between a listing and reading them for 15 s"
             diff = {p: [t.get(p, ("-",))[0] for t in trees] for p in set().union(*trees)
                     if len({repr(t.get(p)) for t in trees}) > 1}
-            raise AssertionError(f"mounts disagree after 15 s: {dict(list(diff.items())[:20])}")
+            said = "\n".join(f"--- mount {i}'s log, warnings and errors:\n" + "\n".join(
+                [ln for ln in m.log_text().splitlines() if "[warning" in ln or "[error" in ln][-20:])
+                for i, m in enumerate(mounts))
+            raise AssertionError(f"mounts disagree after 15 s: {dict(list(diff.items())[:20])}\n{said}")
         time.sleep(0.2)
     tree = trees[0]
     print(f"  mounts agreed after {time.monotonic() - settle:.2f} s: "
