@@ -217,6 +217,9 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     # `kill -USR1 <pid>` writes every thread's stack to the log (stderr), even while libfuse's
     # loop or a deadlock holds the interpreter's threads (docs/OPERATIONS.md, Troubleshooting)
     faulthandler.register(signal.SIGUSR1, file=sys.stderr, all_threads=True)
+    # and a crash (SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL) writes them before the daemon dies:
+    # its callers see ENOTCONN, and without this the log would not say where it stopped
+    faulthandler.enable(file=sys.stderr, all_threads=True)
     store = open_for_mount(source, endpoint)
     # noatime by default: a read that writes costs a PutItem and a notice to every mount (docs/OPERATIONS.md, atime)
     atime = next((k for k in ("strictatime", "relatime", "atime") if opts.fuse.get(k)), "noatime")

@@ -68,12 +68,17 @@ def test_latency_bench_leaves_out_the_stages_set_to_zero(tmp_path: Path) -> None
     assert "| sequential write, 0 MiB: MB/s | – |" in res.stdout, res.stdout
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (["--files", "0"], "argument --files: 0 is less than 1"),
-    (["--mb", "-1"], "argument --mb: -1 is less than 0"),
-    (["--git-files", "many"], "argument --git-files: not a whole number: 'many'"),
+@pytest.mark.parametrize(("script", "args", "message"), [
+    ("latency.py", ["--files", "0"], "argument --files: 0 is less than 1"),
+    ("latency.py", ["--mb", "-1"], "argument --mb: -1 is less than 0"),
+    ("latency.py", ["--git-files", "many"], "argument --git-files: not a whole number: 'many'"),
+    ("writebehind.py", ["--files", "0"], "argument --files: 0 is less than 1"),
+    ("writebehind.py", ["--warmup-files", "-3"], "argument --warmup-files: -3 is less than 0"),
+    ("writebehind.py", ["--propagation-rounds", "0"], "argument --propagation-rounds: 0 is less than 1"),
 ])
-def test_latency_bench_refuses_bad_counts(args: list[str], message: str) -> None:
-    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / "latency.py"), *args],
+def test_benchmarks_refuse_bad_counts(script: str, args: list[str], message: str) -> None:
+    """Both latency benchmarks check their counts before starting anything (exit 2, the argument
+    named): ``--files 0`` once crashed deep inside a run."""
+    res = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args],
                          capture_output=True, text=True, timeout=60, cwd=str(REPO))
     assert res.returncode == 2 and message in res.stderr, res.stderr

@@ -19,7 +19,7 @@ from dynlog.faults.proxy import FaultRates
 from dynlog.journal.events import Lease, Stamp
 from dynlog.journal.log import JournalStore
 from dynlog.store.source import open_store
-from mounted.conftest import Mounter, Source
+from mounted.conftest import Mounter, Source, fsync_dir
 from programs.treeutil import compare
 
 from .conftest import PRODUCTION_FAULTS, FaultyFs, assert_every_fault_hit, report_faults
@@ -79,14 +79,6 @@ def journal_events(direct: Source, path: Path) -> tuple[int, list[object]]:
     finally:
         store.close()
     return len(recs), [ev for r in recs for ev in r.events]
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)  # a durability point: every queued operation of the directory is committed
-    finally:
-        os.close(fd)
 
 
 def unmount_clean(mounter: Mounter, m: object) -> None:

@@ -65,6 +65,16 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60.0
                           timeout=timeout, env=env, cwd=cwd or str(REPO))
 
 
+def fsync_dir(path: str | Path) -> None:
+    """fsync a directory: a durability point, where a write-behind mount commits every operation
+    it queued there."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 @pytest.fixture
 def cli() -> Callable[..., subprocess.CompletedProcess[str]]:
     return run_cli

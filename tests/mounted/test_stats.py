@@ -14,7 +14,7 @@ import threading
 import urllib.request
 from pathlib import Path
 
-from .conftest import REPO
+from .conftest import REPO, fsync_dir
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*",?)*\})? (\S+)$')
 
@@ -151,11 +151,7 @@ def test_writebehind_counters(fs_source, mounter) -> None:
     d.mkdir()
     for i in range(50):
         (d / f"f{i}").write_bytes(b"x" * 100)
-    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)  # a durability point: the queue is committed
-    finally:
-        os.close(fd)
+    fsync_dir(d)  # a durability point: the queue is committed
     res = stats(m.path, "--once", "--json", "--interval", "0.1")
     assert res.returncode == 0, res.stderr
     wb = json.loads(res.stdout)["writebehind"]

@@ -259,6 +259,22 @@ def thread_dumps(mounts: list) -> str:
     return "\n".join(out)
 
 
+def what_mounts_said(mounts: list) -> str:
+    """For a failure's report: each mount's last warnings and errors, and for a daemon that is
+    gone (ENOTCONN), its exit status and the end of its log, where a crash leaves its trace."""
+    out = []
+    for i, m in enumerate(mounts):
+        lines = m.log_text().splitlines()
+        rc = m.proc.poll()
+        if rc is not None:
+            out.append(f"--- mount {i}'s daemon exited with {rc}; the end of its log:")
+            out.extend(lines[-60:])
+        else:
+            out.append(f"--- mount {i}'s log, warnings and errors:")
+            out.extend([ln for ln in lines if "[warning" in ln or "[error" in ln][-20:])
+    return "\n".join(out)
+
+
 def prefixes_of(path: str) -> list[str]:
     parts = path.split("/")
     return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
@@ -303,7 +319,8 @@ def stress(fs_source, mounts) -> None:
     print(f"\nstress on {fs_source.backend}: {len(ops)} operations in {DURATION:.0f} s "
           f"({len(ops) / DURATION:.0f}/s): " + ", ".join(f"{k}/{e} {n}" for (k, e), n in sorted(counts.items())))
     odd = [o for o in ops if o.err and o.err not in ALLOWED]
-    assert not odd, f"unexpected errors: {[(o.kind, o.paths, errno.errorcode.get(o.err, o.err)) for o in odd][:20]}"
+    assert not odd, (f"unexpected errors: {[(o.kind, o.paths, errno.errorcode.get(o.err, o.err)) for o in odd][:20]}\n"
+                     f"{what_mounts_said(mounts)}")
 
     # 1. every mount shows the same tree and the same bytes (after the feed has caught up)
     settle = time.monotonic()
@@ -318,10 +335,7 @@ def stress(fs_source, mounts) -> None:
             assert trees, "names kept vanishing between a listing and reading them for 15 s"
             diff = {p: [t.get(p, ("-",))[0] for t in trees] for p in set().union(*trees)
                     if len({repr(t.get(p)) for t in trees}) > 1}
-            said = "\n".join(f"--- mount {i}'s log, warnings and errors:\n" + "\n".join(
-                [ln for ln in m.log_text().splitlines() if "[warning" in ln or "[error" in ln][-20:])
-                for i, m in enumerate(mounts))
-            raise AssertionError(f"mounts disagree after 15 s: {dict(list(diff.items())[:20])}\n{said}")
+            raise AssertionError(f"mounts disagree after 15 s: {dict(list(diff.items())[:20])}\n{what_mounts_said(mounts)}")
         time.sleep(0.2)
     tree = trees[0]
     print(f"  mounts agreed after {time.monotonic() - settle:.2f} s: "

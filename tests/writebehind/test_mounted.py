@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mounted.conftest import Mounter, Source, fs_source, mounter  # noqa: F401 (fixtures)
+from mounted.conftest import Mounter, Source, fs_source, fsync_dir, mounter  # noqa: F401 (fixtures)
 
 from dynlog.history.fsck import fsck
 from dynlog.store.source import open_store
@@ -34,14 +34,6 @@ def _tree(base: Path) -> Path:
     return tar
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 @pytest.mark.timeout(180)
 def test_tar_into_a_writebehind_mount(fs_source: Source, mounter: Mounter, tmp_path: Path) -> None:  # noqa: F811
     tar = _tree(tmp_path)
@@ -51,7 +43,7 @@ def test_tar_into_a_writebehind_mount(fs_source: Source, mounter: Mounter, tmp_p
     subprocess.run(["tar", "-xf", str(tar), "-C", a.path], check=True, timeout=120)
     elapsed = time.monotonic() - started
     print(f"\ntar into -o writebehind ({fs_source.backend}): {301 / elapsed:.0f} files/s")
-    _fsync_dir(a.path)  # commits every queued operation of that mount
+    fsync_dir(a.path)  # commits every queued operation of that mount
     diff = subprocess.run(["diff", "-r", str(tmp_path / "src"), os.path.join(b.path, "tree")],
                           capture_output=True, text=True, timeout=120)
     assert diff.returncode == 0, diff.stdout + diff.stderr
