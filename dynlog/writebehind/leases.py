@@ -314,6 +314,9 @@ class WriteBehind:
         self._flush_deps(jid)  # the lease record may not land before the directory's creation
         view = self.cache.get(jid)
         with view.lock:
+            taken = self._held.get(jid)
+            if taken is not None:  # another thread of this mount took it while we waited for the lock
+                return taken
             if view.stale:
                 self.cache.refresh(view)
             now = self.clock()

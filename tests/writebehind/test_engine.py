@@ -149,6 +149,22 @@ def test_a_change_that_lands_while_the_lease_is_being_released_is_not_lost(
     assert names(a, "/d") == {"x", "y"}
 
 
+def test_a_thread_that_finds_the_lease_taken_meanwhile_shares_it(wb_client: Callable[..., FileSystem]) -> None:
+    """Two threads of one mount both find no lease on a busy directory and both go to take it;
+    the second, once it has the view's lock, must use the first's lease. Taking its own (a second
+    ``lease`` record) cost a request and left the first thread's lease orphaned."""
+    a = wb_client("alpha", take_after=1, window_s=NEVER, idle_s=NEVER, lease_s=60.0)
+    a.mkdir("/d", 0o755, ROOT)
+    jid = schema.dir_journal(a.ns.resolve("/d").ino)
+    taken = a.wb.taken  # the root's lease, taken for the mkdir
+    first = a.wb._acquire(jid)  # as the two threads do, one after the other, past submit's check
+    second = a.wb._acquire(jid)
+    assert first is not None and second is first
+    assert jid in a.wb.held() and a.wb.taken == taken + 1
+    recs = JournalStore(a.store).read_after(jid, 0)
+    assert [type(e) for r in recs for e in r.events] == [Lease]
+
+
 def test_history_shows_each_operation_with_its_own_time(wb_client: Callable[..., FileSystem]) -> None:
     a = wb_client("alpha", take_after=1, window_s=NEVER, idle_s=NEVER, lease_s=60.0)
     a.mkdir("/h", 0o755, ROOT)
