@@ -32,6 +32,8 @@ class ViewCache:
         self._views: OrderedDict[str, View] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
+        # journals whose change-feed notice came while their view was being loaded (see on_change)
+        self._missed: set[str] = set()
         self.loads = 0
         self.fast_forwards = 0
         # time.monotonic() up to which a change feed has applied (or marked stale) every change
@@ -59,8 +61,12 @@ class ViewCache:
                     with self._lock:
                         self._views[jid] = view
                         self._loading.pop(jid, None)
+                        if jid in self._missed:  # a commit may have landed after the load's read
+                            self._missed.discard(jid)
+                            view.stale = True
                     self._evict()
-                    return view
+                    if not view.stale:
+                        return view
         if view.stale or (max_age is not None and not self.fresh(view, max_age)):
             self.refresh(view)
         return view
@@ -85,7 +91,10 @@ class ViewCache:
         self._evict()  # a seeded view counts against the budget like a loaded one
 
     def _load(self, jid: str) -> View:
+        """The view of ``jid`` read from the store; validated as of the read's start, since a
+        commit that lands while the read is on its way may not be in it."""
         self.loads += 1
+        started = time.monotonic()
         for attempt in range(3):
             snap = self.journals.load_snapshot(jid)
             view = View.from_snapshot(snap) if snap else View(jid)
@@ -99,6 +108,7 @@ class ViewCache:
                     raise
                 continue
             view.mark_validated()
+            view.validated = started
             return view
         raise AssertionError("unreachable")
 
@@ -155,8 +165,18 @@ class ViewCache:
         (None, []) when it concerns nothing cached or nothing new."""
         from .. import schema
 
-        view = self.peek(change.path)
-        if view is None or not change.name.startswith("j/") or view.own_lease:
+        if not change.name.startswith("j/"):
+            return None, []
+        with self._lock:
+            view = self._views.get(change.path)
+            if view is None:
+                # Nothing cached costs nothing, unless a view is being loaded: its read may have
+                # been served before this commit, and once cached it would pass for fresh while
+                # the feed vouches for this moment. It is marked stale as it is cached (get).
+                if change.path in self._loading:
+                    self._missed.add(change.path)
+                return None, []
+        if view.own_lease:
             return None, []
         seq = schema.record_seq(change.name)
         if seq <= view.head or (change.path, seq) in self.journals.inflight:

@@ -9,13 +9,16 @@ import time
 
 import pytest
 
+from dynlog import schema
 from dynlog.cluster.locks import EOF_, LockManager
 from dynlog.cluster.sessions import LEASE, Session, list_sessions
 from dynlog.core.attrs import Caller
 from dynlog.core.filesystem import FileSystem
 from dynlog.core.superblock import mkfs
 from dynlog.errors import FsError
-from dynlog.store.base import Store
+from dynlog.journal.log import JournalStore
+from dynlog.journal.record import Record
+from dynlog.store.base import Change, Store
 
 from .conftest import wait_for
 
@@ -56,6 +59,36 @@ def test_without_a_feed_views_revalidate_after_the_ttl(clients) -> None:
     assert names(b, "/") == set()
     a.mkdir("/late", 0o755, C)
     assert wait_for(lambda: "late" in names(b, "/"), timeout=3)
+
+
+def test_a_commit_noticed_while_a_view_loads_is_not_missed(clients) -> None:
+    """Another mount commits right after this mount's first read of a directory, and the change
+    feed's notice of it arrives before that view is cached. The view must not then pass for
+    fresh while the feed vouches for the moment: the notice marks it stale, and the listing
+    reads the tail. Before, a notice for a view not yet cached was dropped, and the mount could
+    miss the name for as long as the feed went on vouching for the view (a stress run's "mounts
+    disagree after 15 s")."""
+    a = clients(services=False)
+    b = clients(services=False)
+    b.mkdir("/d", 0o755, C)
+    assert names(a, "/") == {"d"}
+    jid = schema.dir_journal(a.ns.resolve("/d").ino)
+    a.ns.ttl = 3600.0  # as a running change feed does: a cached view counts as fresh unless marked stale
+    journals = a.cache.journals
+    read_after = journals.read_after
+
+    def read_then_b_commits(j: str, seq: int, until: int | None = None) -> list[Record]:
+        recs = read_after(j, seq, until)
+        if j == jid:
+            journals.read_after = read_after  # once
+            fh = b.create("/d/late", 0o644, os.O_WRONLY, C)
+            b.release(fh, C)
+            for r in JournalStore(b.store).read_after(jid, recs[-1].seq if recs else seq):
+                a.cache.on_change(Change(jid, schema.record_key(r.seq), r.to_item()))  # as the follower does
+        return recs
+
+    journals.read_after = read_then_b_commits  # type: ignore[method-assign]
+    assert names(a, "/d") == {"late"}
 
 
 def test_close_to_open_sees_the_newest_bytes(clients) -> None:
