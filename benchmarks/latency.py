@@ -264,12 +264,17 @@ class Probe:
 
 
 # -- running things ------------------------------------------------------------------------------------
+def thread_ids(pid: int) -> list[int]:
+    """The threads of ``pid`` now (a thread may end before the caller gets to it)."""
+    return [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir()]
+
+
 def pin_process(pid: int, cpu: int) -> None:
     """Keep every thread of ``pid`` on ``cpu``. Threads it starts later inherit the affinity of
     the thread that starts them (libfuse's workers, dynlog's own), so all of them stay there."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    for tid in thread_ids(pid):
         with contextlib.suppress(ProcessLookupError):
-            os.sched_setaffinity(int(task.name), {cpu})
+            os.sched_setaffinity(tid, {cpu})
 
 
 CPU_HELP = ("run the measured mount's daemon and each measured command (tar, rm, git, the I/O) on this "
@@ -304,9 +309,9 @@ def count_arg(least: int) -> Callable[[str], int]:
 def process_cpus(pid: int) -> list[int]:
     """The CPUs that any thread of ``pid`` may run on (what --cpu set, or every CPU)."""
     cpus: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").iterdir():
+    for tid in thread_ids(pid):
         with contextlib.suppress(ProcessLookupError):
-            cpus |= os.sched_getaffinity(int(task.name))
+            cpus |= os.sched_getaffinity(tid)
     return sorted(cpus)
 
 
