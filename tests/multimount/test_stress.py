@@ -267,7 +267,8 @@ def what_mounts_said(mounts: list) -> str:
         lines = m.log_text().splitlines()
         rc = m.proc.poll()
         if rc is not None:
-            out.append(f"--- mount {i}'s daemon exited with {rc}; the end of its log:")
+            out.append(f"--- mount {i}'s daemon exited with {rc}; why, and the end of its log:")
+            out.extend(ln for ln in lines if "Assertion" in ln or "Fatal Python error" in ln)  # above the stacks
             out.extend(lines[-60:])
         else:
             out.append(f"--- mount {i}'s log, warnings and errors:")
