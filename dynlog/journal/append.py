@@ -173,11 +173,12 @@ class Committer:
                     continue
                 recs = self._records(tx, op, uid)
                 if recs or tx.extra:
+                    put_at = time.monotonic()
                     if len(recs) == 1 and not tx.extra:
                         self.journals.append(recs[0])
                     else:
                         self.journals.append_many(recs, tx.extra)
-                    self._apply(recs, {v.jid: v for v in views})
+                    self._apply(recs, {v.jid: v for v in views}, put_at)
                 return result
             except JournalConflict as e:
                 self.conflicts += 1
@@ -200,11 +201,11 @@ class Committer:
             if d.events
         ]
 
-    def _apply(self, recs: list[Record], views: dict[str, View]) -> None:
+    def _apply(self, recs: list[Record], views: dict[str, View], put_at: float) -> None:
         for r in recs:
             v = views[r.jid]
             v.apply(r)
-            v.mark_committed()
+            v.mark_committed(put_at)
             self._evicted_meanwhile(v)
 
     def _evicted_meanwhile(self, view: View) -> None:
@@ -296,6 +297,7 @@ class Committer:
                         ops = "+".join(dict.fromkeys(p.op for p, _ in results)) or live[0].op
                         rec = Record(jid, draft.head + 1, tuple(draft.events), ts, self.session,
                                      results[0][0].uid if results else 0, ops, draft.head_hash).sealed()
+                        put_at = time.monotonic()
                         try:
                             if tx.extra:
                                 self.journals.append_many([rec], tx.extra)
@@ -314,7 +316,7 @@ class Committer:
                             ok = True
                             view.apply(rec)
                             self._evicted_meanwhile(view)
-                            view.mark_committed()
+                            view.mark_committed(put_at)
                     else:
                         ok = True
                     if ok:

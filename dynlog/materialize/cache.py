@@ -141,8 +141,9 @@ class ViewCache:
         """Re-read a view whole from the store, in place (write-behind: a lease that turned out
         lost leaves a view holding events the journal never got)."""
         with view.lock:
-            view.adopt(self._load(view.jid))
-            view.mark_validated()
+            loaded = self._load(view.jid)
+            view.adopt(loaded)
+            view.validated, view.stale = loaded.validated, False  # as of the read's start
 
     def apply_records(self, view: View, recs: list[Record]) -> None:
         """Fold records this client just committed (the caller holds the view lock)."""

@@ -163,10 +163,16 @@ class View:
         self.validated = time.monotonic()
         self.stale = False
 
-    def mark_committed(self) -> None:
-        """This mount's own record just won head+1: the view is exactly the journal's head."""
-        self.mark_validated()
-        self.committed = self.validated
+    def mark_committed(self, put_at: float | None = None) -> None:
+        """This mount's own record just won head+1: the view was exactly the journal's head when
+        the put was applied. ``put_at`` (time.monotonic() before the put was sent) is when the
+        view counts as read: another mount may have appended after ours before the put's reply
+        arrived, and a view counted as read at the reply would pass for fresher than it is (a
+        directory move checks its target's ancestry against that, docs/ARCHITECTURE.md)."""
+        now = time.monotonic()
+        self.validated = now if put_at is None else min(put_at, now)
+        self.stale = False
+        self.committed = now
 
 
 def apply_attrs(inode: Inode, attrs: dict[str, int], blocks: tuple | None, block_size: int,

@@ -520,6 +520,7 @@ class WriteBehind:
             rec = Record(st.jid, since + 1, tuple(e for op in pending[:k] for e in op.events), pending[0].ts,
                          self.session, pending[0].uid, "+".join(dict.fromkeys(o.op for o in pending[:k])),
                          prev).sealed()
+            put_at = time.monotonic()
             try:
                 self.journals.append(rec)
             except JournalConflict:
@@ -529,7 +530,7 @@ class WriteBehind:
             with view.lock:
                 if view.head == since:
                     view.apply(rec)
-                    view.mark_committed()
+                    view.mark_committed(put_at)
                 else:  # another thread re-read the view meanwhile: the next use reads the tail
                     view.stale = True
             since = rec.seq

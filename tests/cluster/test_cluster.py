@@ -91,6 +91,35 @@ def test_a_commit_noticed_while_a_view_loads_is_not_missed(clients) -> None:
     assert names(a, "/d") == {"late"}
 
 
+def test_a_view_committed_to_counts_as_read_when_its_put_was_sent(clients) -> None:
+    """Another mount appends right after this mount's put lands, before its reply arrives. A
+    view of a journal this mount just committed to must then count as read from when the put
+    was sent, not from when the reply came: a directory move asks its target's ancestry to be
+    read after the rename sentinel, and a view dated too late would pass for fresh while it
+    lacked a move (a directory cycle in the concurrency test, once in some 200 runs)."""
+    a = clients(services=False)
+    b = clients(services=False)
+    a.mkdir("/d", 0o755, C)
+    b.mkdir("/d/seen", 0o755, C)  # b's view of /d is cached
+    jid = schema.dir_journal(a.ns.resolve("/d").ino)
+    journals = a.committer.journals
+    append = journals.append
+    after_b: list[float] = []
+
+    def append_then_b_commits(rec: Record) -> None:
+        append(rec)
+        if rec.jid == jid and not after_b:
+            b.mkdir("/d/late", 0o755, C)
+            after_b.append(time.monotonic())  # a moment after b's commit, before a's reply
+
+    journals.append = append_then_b_commits  # type: ignore[method-assign]
+    a.mkdir("/d/mine", 0o755, C)
+    journals.append = append
+    assert after_b, "a's commit did not go through the wrapper"
+    view = a.cache.get(jid, max_age=time.monotonic() - after_b[0])  # read after that moment
+    assert {"seen", "late", "mine"} <= set(view.entries)
+
+
 def test_close_to_open_sees_the_newest_bytes(clients) -> None:
     a, b = clients(services=False), clients(services=False)
     fh = a.create("/f", 0o644, os.O_WRONLY, C)
