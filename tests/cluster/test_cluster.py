@@ -96,7 +96,8 @@ def test_a_view_committed_to_counts_as_read_when_its_put_was_sent(clients) -> No
     view of a journal this mount just committed to must then count as read from when the put
     was sent, not from when the reply came: a directory move asks its target's ancestry to be
     read after the rename sentinel, and a view dated too late would pass for fresh while it
-    lacked a move (a directory cycle in the concurrency test, once in some 200 runs)."""
+    lacked a move. A directory cycle, seen once in some 200 runs of the concurrency test
+    under load, fits that."""
     a = clients(services=False)
     b = clients(services=False)
     a.mkdir("/d", 0o755, C)
