@@ -273,14 +273,17 @@ class Namespace:
         if not sname or not dname:
             raise FsError(errno.EBUSY, "cannot rename the root")
         check_name(dname)
-        snode = self.resolve_dir(sp)
-        src = self.resolve(old)
-        if src.entry.is_dir and (new + "/").startswith(old.rstrip("/") + "/") and new != old:
-            raise FsError(errno.EINVAL, "cannot move a directory into itself")
         for attempt in range(RENAME_ATTEMPTS):
             if attempt:
                 time.sleep(backoff_delay(attempt - 1, base=0.005, cap=0.5))
             fresh = attempt > 0 or None
+            # The source too is resolved again on every attempt: another thread or mount may
+            # have replaced a file of that name by a directory meanwhile (unlink, then mkdir),
+            # and a move planned for a file would meet a directory on every attempt.
+            snode = self.resolve_dir(sp, 0.0 if fresh else None)
+            src = self.resolve(old, 0.0 if fresh else None)
+            if src.entry.is_dir and (new + "/").startswith(old.rstrip("/") + "/") and new != old:
+                raise FsError(errno.EINVAL, "cannot move a directory into itself")
             dnode = self.resolve_dir(dp, 0.0 if fresh else None)
             if snode.ino == dnode.ino:
                 return self._rename_within(snode.ino, sname, dname, flags, caller, old)

@@ -121,6 +121,25 @@ def test_a_view_committed_to_counts_as_read_when_its_put_was_sent(clients) -> No
     assert {"seen", "late", "mine"} <= set(view.entries)
 
 
+def test_a_rename_whose_source_became_a_directory_meanwhile_moves_the_directory(clients) -> None:
+    """This client plans to move a file, but another mount has replaced that name with a
+    directory (unlink, then mkdir). The first attempt finds a directory where it planned for a
+    file and starts again. It must then resolve the source again: it resolved it only once, so
+    every attempt met the directory, until the rename gave up with EAGAIN ("an operation gave
+    up under light contention" in the concurrency test, in CI)."""
+    a = clients(services=False)
+    b = clients(services=False)
+    a.mkdir("/s", 0o755, C)
+    a.mkdir("/t", 0o755, C)
+    a.release(a.create("/s/x", 0o644, os.O_WRONLY, C), C)
+    assert names(b, "/s") == {"x"}
+    a.ns.ttl = 3600.0  # a's view of /s passes for fresh: it still says /s/x is a file
+    b.unlink("/s/x", C)
+    b.mkdir("/s/x", 0o755, C)
+    a.rename("/s/x", "/t/x", 0, C)
+    assert names(a, "/s") == set() and a.getattr("/t/x")["st_mode"] & 0o170000 == 0o040000
+
+
 def test_close_to_open_sees_the_newest_bytes(clients) -> None:
     a, b = clients(services=False), clients(services=False)
     fh = a.create("/f", 0o644, os.O_WRONLY, C)
