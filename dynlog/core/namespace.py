@@ -279,14 +279,16 @@ class Namespace:
             fresh = attempt > 0 or None
             # The source too is resolved again on every attempt: another thread or mount may
             # have replaced a file of that name by a directory meanwhile (unlink, then mkdir),
-            # and a move planned for a file would meet a directory on every attempt.
-            snode = self.resolve_dir(sp, 0.0 if fresh else None)
+            # and a move planned for a file would meet a directory on every attempt. Its walk
+            # also gives the source directory (``src.parent``), which needs no walk of its own.
             src = self.resolve(old, 0.0 if fresh else None)
+            spino = src.parent
+            assert spino is not None  # the root was refused above
             if src.entry.is_dir and (new + "/").startswith(old.rstrip("/") + "/") and new != old:
                 raise FsError(errno.EINVAL, "cannot move a directory into itself")
             dnode = self.resolve_dir(dp, 0.0 if fresh else None)
-            if snode.ino == dnode.ino:
-                return self._rename_within(snode.ino, sname, dname, flags, caller, old)
+            if spino == dnode.ino:
+                return self._rename_within(spino, sname, dname, flags, caller, old)
             moving_dir = src.entry.is_dir
             if moving_dir:
                 self._ensure_sentinel()
@@ -297,7 +299,7 @@ class Namespace:
                 dnode = self.resolve_dir(dp, min(age, self.ttl))
             retry: list[bool] = []
             try:
-                return self._rename_across(snode.ino, sname, dnode, dname, flags, caller, old, moving_dir, retry)
+                return self._rename_across(spino, sname, dnode, dname, flags, caller, old, moving_dir, retry)
             except _Reresolve:
                 self._sentinel = None
                 continue

@@ -107,8 +107,7 @@ class ViewCache:
                 if attempt == 2:
                     raise
                 continue
-            view.mark_validated()
-            view.validated = started
+            view.mark_validated(started)
             return view
         raise AssertionError("unreachable")
 
@@ -118,8 +117,7 @@ class ViewCache:
         with view.lock:
             started = time.monotonic()
             if view.own_lease:  # nothing to read: see View.own_lease (a batch may be in flight)
-                view.validated = started
-                view.stale = False
+                view.mark_validated(started)
                 return []
             recs: list[Record] = []
             try:
@@ -133,8 +131,7 @@ class ViewCache:
                 log.debug("view.rebuild", jid=view.jid, why=str(e))
                 view.adopt(self._load(view.jid))
                 recs = []
-            view.validated = started
-            view.stale = False
+            view.mark_validated(started)
             return recs
 
     def rebuild(self, view: View) -> None:
@@ -143,7 +140,7 @@ class ViewCache:
         with view.lock:
             loaded = self._load(view.jid)
             view.adopt(loaded)
-            view.validated, view.stale = loaded.validated, False  # as of the read's start
+            view.mark_validated(loaded.validated)  # as of the read's start
 
     def apply_records(self, view: View, recs: list[Record]) -> None:
         """Fold records this client just committed (the caller holds the view lock)."""

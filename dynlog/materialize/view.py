@@ -159,8 +159,10 @@ class View:
         a, b = self.to_snapshot(), other.to_snapshot()
         return a == b
 
-    def mark_validated(self) -> None:
-        self.validated = time.monotonic()
+    def mark_validated(self, read_at: float | None = None) -> None:
+        """The view is the journal as of ``read_at`` (time.monotonic() when its read began; now
+        if not given): a commit that lands while a read is on its way may not be in it."""
+        self.validated = time.monotonic() if read_at is None else read_at
         self.stale = False
 
     def mark_committed(self, put_at: float | None = None) -> None:
@@ -170,8 +172,7 @@ class View:
         arrived, and a view counted as read at the reply would pass for fresher than it is (a
         directory move checks its target's ancestry against that, docs/ARCHITECTURE.md)."""
         now = time.monotonic()
-        self.validated = now if put_at is None else min(put_at, now)
-        self.stale = False
+        self.mark_validated(now if put_at is None else min(put_at, now))
         self.committed = now
 
 
