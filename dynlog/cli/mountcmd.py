@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -28,6 +29,9 @@ from ..errors import QuietError
 from ..fuse import mounttab
 from ..store.base import Store
 from ..store.source import open_store
+
+if TYPE_CHECKING:
+    from ..fuse.llops import LowLevelOperations
 
 log = structlog.get_logger(__name__)
 
@@ -44,6 +48,7 @@ FSTAB_ONLY = {"defaults", "auto", "noauto", "user", "nouser", "users", "owner", 
               "silent", "loud", "iversion", "noiversion", "mand", "nomand", "bg", "fg"}
 FSTAB_ONLY_PREFIXES = ("x-", "comment=", "uhelper=", "helper=")
 FRESHNESS = ("auto", "direct", "relay", "ttl")
+FUSE_APIS = ("lowlevel", "highlevel")  # which libfuse API serves the mount (docs/ARCHITECTURE.md)
 
 
 @dataclass
@@ -60,6 +65,7 @@ class MountOptions:
     outage_limit: float | None = None  # seconds the store may stay unreachable before EIO
     metrics: str | None = None  # ADDR:PORT of the Prometheus endpoint (dynlog/observe)
     writebehind: bool = False  # -o writebehind: write-behind directories (docs/ARCHITECTURE.md)
+    fuse_api: str = field(default_factory=lambda: os.environ.get("DYNLOG_FUSE_API", "highlevel"))
 
     @property
     def allow_other(self) -> bool:
@@ -113,6 +119,10 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                 except ValueError as e:
                     raise QuietError(f"mount option {item!r}: {e}", 2) from None
                 opts.metrics = val
+            elif key == "fuse_api" and eq:
+                if val not in FUSE_APIS:
+                    raise QuietError(f"mount option fuse_api={val!r}: one of {', '.join(FUSE_APIS)}", 2)
+                opts.fuse_api = val
             elif key == "freshness" and eq:
                 if val not in FRESHNESS:
                     raise QuietError(f"mount option freshness={val!r}: one of {', '.join(FRESHNESS)}", 2)
@@ -125,7 +135,8 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                 raise QuietError(
                     f"unknown mount option {item!r} (known: {', '.join(sorted(FUSE_FLAGS | FUSE_VALUED))}, "
                     "endpoint_url=URL, freshness=auto|direct|relay|ttl, ttl=SECONDS, entry_timeout=SECONDS, "
-                    "attr_timeout=SECONDS, outage_limit=SECONDS, metrics=ADDR:PORT, log=FILE, writebehind, sync_dirops)", 2)
+                    "attr_timeout=SECONDS, outage_limit=SECONDS, metrics=ADDR:PORT, log=FILE, writebehind, sync_dirops, "
+                    "fuse_api=lowlevel|highlevel)", 2)
     return opts
 
 
@@ -149,6 +160,7 @@ def format_options(opts: MountOptions) -> str:
         parts.append(f"freshness={opts.freshness}")
     if opts.writebehind:
         parts.append("writebehind")
+    parts.append(f"fuse_api={opts.fuse_api}")
     return ",".join(parts)
 
 
@@ -207,6 +219,7 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     """Serve the mount in this process until it is unmounted (or SIGTERM/SIGINT/SIGHUP: libfuse
     then leaves its loop and unmounts). Open files are flushed and the store closed at the end."""
     from ..core.filesystem import FileSystem
+    from ..fuse.llops import LowLevelOperations
     from ..fuse.operations import ATTR_TIMEOUT, ENTRY_TIMEOUT, DynlogFUSE, DynlogOperations
     from ..fuse.threadstate import worker_threads
 
@@ -225,21 +238,20 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     atime = next((k for k in ("strictatime", "relatime", "atime") if opts.fuse.get(k)), "noatime")
     fs = FileSystem(store, ttl=opts.ttl, atime_policy="relatime" if atime == "atime" else atime,
                     writebehind=opts.writebehind)
-    ops = DynlogOperations(
-        fs,
-        entry_timeout=ENTRY_TIMEOUT if opts.entry_timeout is None else opts.entry_timeout,
-        attr_timeout=ATTR_TIMEOUT if opts.attr_timeout is None else opts.attr_timeout,
-    )
+    timeouts = {"entry_timeout": ENTRY_TIMEOUT if opts.entry_timeout is None else opts.entry_timeout,
+                "attr_timeout": ATTR_TIMEOUT if opts.attr_timeout is None else opts.attr_timeout}
+    ops: DynlogOperations | LowLevelOperations
+    ops = LowLevelOperations(fs, **timeouts) if opts.fuse_api == "lowlevel" else DynlogOperations(fs, **timeouts)
     fuse_opts = dict(opts.fuse)
     debug = bool(fuse_opts.pop("debug", False))
     for k in ("relatime", "strictatime"):  # dynlog's atime policy (above); libfuse refuses them as options
         fuse_opts.pop(k, None)
     fuse_opts.setdefault("fsname", store.source.replace(",", "\\,"))
-    fuse_opts.setdefault("max_threads", 64)
-    # libfuse 3.14 complains when this is left unset. As many as max_threads: libfuse then never
-    # ends a worker thread, and each keeps the Python thread state it pinned (fuse/threadstate.py).
-    fuse_opts.setdefault("max_idle_threads", fuse_opts["max_threads"])
-    log.info("mount.start", source=store.source, mountpoint=mountpoint, pid=os.getpid())
+    max_threads = int(fuse_opts.pop("max_threads", 64))
+    # As many idle threads as threads: libfuse then never ends a worker thread, and each keeps the
+    # Python thread state it pinned (fuse/threadstate.py). (libfuse 3.14 complains when unset.)
+    max_idle_threads = int(fuse_opts.pop("max_idle_threads", max_threads))
+    log.info("mount.start", source=store.source, mountpoint=mountpoint, pid=os.getpid(), fuse_api=opts.fuse_api)
     observers = None
     try:
         fs.start_services(mountpoint, on_invalidate=ops.on_invalidate, freshness=opts.freshness)
@@ -247,8 +259,11 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
 
         observers = Observers(fs, mountpoint, opts.metrics,  # dynlog stats socket, -o metrics endpoint
                               extra=lambda: {"fuse": {"worker_threads": worker_threads()}})
-        DynlogFUSE(ops, mountpoint, foreground=True, debug=debug, default_permissions=True,
-                   subtype="dynlog", **fuse_opts)
+        if isinstance(ops, LowLevelOperations):
+            serve_lowlevel(ops, mountpoint, fuse_opts, debug, max_threads, max_idle_threads)
+        else:
+            DynlogFUSE(ops, mountpoint, foreground=True, debug=debug, default_permissions=True, subtype="dynlog",
+                       max_threads=max_threads, max_idle_threads=max_idle_threads, **fuse_opts)
     except RuntimeError as e:
         if not ops.initialized:
             raise QuietError(f"mounting {source} at {mountpoint} failed (libfuse: {e}; see its message above)") from None
@@ -262,6 +277,19 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
         store.close()
     log.info("mount.end", mountpoint=mountpoint)
     return 0
+
+
+def serve_lowlevel(ops: LowLevelOperations, mountpoint: str, fuse_opts: dict[str, object], debug: bool,
+                   max_threads: int, max_idle_threads: int) -> None:
+    """Mount and serve through libfuse's low-level API until unmounted or signalled."""
+    from ..fuse.lowlevel import Session
+
+    session = Session(ops.callbacks(), mountpoint, {"default_permissions": True, "subtype": "dynlog", **fuse_opts},
+                      debug=debug, max_threads=max_threads, max_idle_threads=max_idle_threads)
+    ops.session = session
+    status = session.run()
+    if status:
+        raise RuntimeError(f"session loop ended with status {status}")
 
 
 def default_log_file(mountpoint: str) -> str:

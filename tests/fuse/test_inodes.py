@@ -1,0 +1,80 @@
+"""The kernel's inode table of the low-level adapter: lookup counts and the names paths are built from."""
+
+from __future__ import annotations
+
+from dynlog.fuse.inodes import KernelInodes
+from dynlog.schema import ROOT_INO
+
+
+def table() -> KernelInodes:
+    t = KernelInodes()
+    t.learned(2, ROOT_INO, "d", is_dir=True)
+    t.learned(3, 2, "f", is_dir=False)
+    return t
+
+
+def test_paths_are_built_from_the_names_the_kernel_was_given() -> None:
+    t = table()
+    assert t.path(ROOT_INO) == "/"
+    assert t.path(2) == "/d"
+    assert t.path(3) == "/d/f"
+    assert t.path(99) is None
+    assert t.child(2, "f") == 3 and t.child(2, "g") is None
+
+
+def test_an_inode_lives_until_the_kernel_forgets_every_lookup() -> None:
+    t = table()
+    t.learned(3, 2, "f", is_dir=False)  # looked up twice
+    t.forget(3, 1)
+    assert t.knows(3) and t.path(3) == "/d/f"
+    t.forget(3, 1)
+    assert not t.knows(3) and t.path(3) is None and t.child(2, "f") is None
+    t.forget(ROOT_INO, 5)
+    assert t.knows(ROOT_INO)  # the root is never forgotten
+    assert len(t) == 1  # only /d is left
+
+
+def test_a_hard_link_answers_to_its_latest_name_and_keeps_the_others() -> None:
+    t = table()
+    t.learned(3, ROOT_INO, "link", is_dir=False)
+    assert t.path(3) == "/link"
+    t.removed(ROOT_INO, "link")
+    assert t.path(3) == "/d/f"  # the first name still leads to it
+    t.removed(2, "f")
+    assert t.path(3) is None and t.knows(3)  # unlinked while the kernel holds it
+
+
+def test_a_directory_has_one_name() -> None:
+    t = table()
+    t.learned(2, ROOT_INO, "e", is_dir=True)  # another mount renamed /d to /e; a lookup found it
+    assert t.path(2) == "/e" and t.path(3) == "/e/f"
+    assert t.child(ROOT_INO, "d") is None
+
+
+def test_a_name_given_to_another_inode_leaves_the_old_one() -> None:
+    t = table()
+    t.learned(4, 2, "f", is_dir=False)  # f was replaced (another mount's rename onto it)
+    assert t.path(4) == "/d/f" and t.path(3) is None and t.knows(3)
+
+
+def test_rename_moves_the_name_and_the_subtree() -> None:
+    t = table()
+    t.learned(5, ROOT_INO, "x", is_dir=False)
+    t.moved(ROOT_INO, "d", ROOT_INO, "x")  # /d replaces /x
+    assert t.path(2) == "/x" and t.path(3) == "/x/f"
+    assert t.path(5) is None and t.child(ROOT_INO, "d") is None
+
+
+def test_rename_exchange_swaps_the_names() -> None:
+    t = table()
+    t.learned(5, ROOT_INO, "x", is_dir=False)
+    t.moved(ROOT_INO, "d", ROOT_INO, "x", exchange=True)
+    assert t.path(2) == "/x" and t.path(5) == "/d" and t.path(3) == "/x/f"
+
+
+def test_a_cycle_of_stale_names_has_no_path() -> None:
+    t = KernelInodes()
+    t.learned(2, ROOT_INO, "a", is_dir=True)
+    t.learned(3, 2, "b", is_dir=True)
+    t.learned(2, 3, "a", is_dir=True)  # what two mounts' moves, seen half each, can leave
+    assert t.path(3) is None and t.path(2) is None
