@@ -14,14 +14,12 @@ from __future__ import annotations
 import argparse
 import errno
 import faulthandler
-import logging
 import os
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import structlog
 
@@ -29,9 +27,6 @@ from ..errors import QuietError
 from ..fuse import mounttab
 from ..store.base import Store
 from ..store.source import open_store
-
-if TYPE_CHECKING:
-    from ..fuse.llops import LowLevelOperations
 
 log = structlog.get_logger(__name__)
 
@@ -48,7 +43,6 @@ FSTAB_ONLY = {"defaults", "auto", "noauto", "user", "nouser", "users", "owner", 
               "silent", "loud", "iversion", "noiversion", "mand", "nomand", "bg", "fg"}
 FSTAB_ONLY_PREFIXES = ("x-", "comment=", "uhelper=", "helper=")
 FRESHNESS = ("auto", "direct", "relay", "ttl")
-FUSE_APIS = ("lowlevel", "highlevel")  # which libfuse API serves the mount (docs/ARCHITECTURE.md)
 
 
 @dataclass
@@ -65,7 +59,6 @@ class MountOptions:
     outage_limit: float | None = None  # seconds the store may stay unreachable before EIO
     metrics: str | None = None  # ADDR:PORT of the Prometheus endpoint (dynlog/observe)
     writebehind: bool = False  # -o writebehind: write-behind directories (docs/ARCHITECTURE.md)
-    fuse_api: str = field(default_factory=lambda: os.environ.get("DYNLOG_FUSE_API", "highlevel"))
 
     @property
     def allow_other(self) -> bool:
@@ -98,6 +91,8 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                 else:
                     opts.fuse[key] = True
             elif key in FUSE_VALUED and eq:
+                if key in ("max_threads", "max_idle_threads", "max_read") and not (val.isdigit() and int(val) > 0):
+                    raise QuietError(f"mount option {item!r}: must be a whole number above 0", 2)
                 opts.fuse[key] = val
             elif key == "endpoint_url" and eq:
                 opts.endpoint_url = val
@@ -119,10 +114,6 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                 except ValueError as e:
                     raise QuietError(f"mount option {item!r}: {e}", 2) from None
                 opts.metrics = val
-            elif key == "fuse_api" and eq:
-                if val not in FUSE_APIS:
-                    raise QuietError(f"mount option fuse_api={val!r}: one of {', '.join(FUSE_APIS)}", 2)
-                opts.fuse_api = val
             elif key == "freshness" and eq:
                 if val not in FRESHNESS:
                     raise QuietError(f"mount option freshness={val!r}: one of {', '.join(FRESHNESS)}", 2)
@@ -135,8 +126,7 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                 raise QuietError(
                     f"unknown mount option {item!r} (known: {', '.join(sorted(FUSE_FLAGS | FUSE_VALUED))}, "
                     "endpoint_url=URL, freshness=auto|direct|relay|ttl, ttl=SECONDS, entry_timeout=SECONDS, "
-                    "attr_timeout=SECONDS, outage_limit=SECONDS, metrics=ADDR:PORT, log=FILE, writebehind, sync_dirops, "
-                    "fuse_api=lowlevel|highlevel)", 2)
+                    "attr_timeout=SECONDS, outage_limit=SECONDS, metrics=ADDR:PORT, log=FILE, writebehind, sync_dirops)", 2)
     return opts
 
 
@@ -160,7 +150,6 @@ def format_options(opts: MountOptions) -> str:
         parts.append(f"freshness={opts.freshness}")
     if opts.writebehind:
         parts.append("writebehind")
-    parts.append(f"fuse_api={opts.fuse_api}")
     return ",".join(parts)
 
 
@@ -205,8 +194,6 @@ def open_for_mount(source: str, endpoint_url: str | None) -> Store:
 
 # -- mount -----------------------------------------------------------------------------------------
 def cmd_mount(args: argparse.Namespace) -> int:
-    if args.verbose < 2:  # mfusepy logs every errno it returns, with a traceback, at debug level
-        logging.getLogger("fuse").setLevel(logging.INFO)  # mfusepy's logger
     opts = parse_options(args.options)
     endpoint = opts.endpoint_url or args.endpoint_url
     mountpoint = check_mountpoint(args.mountpoint)
@@ -219,8 +206,9 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     """Serve the mount in this process until it is unmounted (or SIGTERM/SIGINT/SIGHUP: libfuse
     then leaves its loop and unmounts). Open files are flushed and the store closed at the end."""
     from ..core.filesystem import FileSystem
-    from ..fuse.llops import LowLevelOperations
-    from ..fuse.operations import ATTR_TIMEOUT, ENTRY_TIMEOUT, DynlogFUSE, DynlogOperations
+    from ..fuse.kernel import ATTR_TIMEOUT, ENTRY_TIMEOUT
+    from ..fuse.lowlevel import Session
+    from ..fuse.operations import DynlogOperations
     from ..fuse.threadstate import worker_threads
 
     if opts.outage_limit:
@@ -238,10 +226,11 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     atime = next((k for k in ("strictatime", "relatime", "atime") if opts.fuse.get(k)), "noatime")
     fs = FileSystem(store, ttl=opts.ttl, atime_policy="relatime" if atime == "atime" else atime,
                     writebehind=opts.writebehind)
-    timeouts = {"entry_timeout": ENTRY_TIMEOUT if opts.entry_timeout is None else opts.entry_timeout,
-                "attr_timeout": ATTR_TIMEOUT if opts.attr_timeout is None else opts.attr_timeout}
-    ops: DynlogOperations | LowLevelOperations
-    ops = LowLevelOperations(fs, **timeouts) if opts.fuse_api == "lowlevel" else DynlogOperations(fs, **timeouts)
+    ops = DynlogOperations(
+        fs,
+        entry_timeout=ENTRY_TIMEOUT if opts.entry_timeout is None else opts.entry_timeout,
+        attr_timeout=ATTR_TIMEOUT if opts.attr_timeout is None else opts.attr_timeout,
+    )
     fuse_opts = dict(opts.fuse)
     debug = bool(fuse_opts.pop("debug", False))
     for k in ("relatime", "strictatime"):  # dynlog's atime policy (above); libfuse refuses them as options
@@ -251,7 +240,7 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     # As many idle threads as threads: libfuse then never ends a worker thread, and each keeps the
     # Python thread state it pinned (fuse/threadstate.py). (libfuse 3.14 complains when unset.)
     max_idle_threads = int(fuse_opts.pop("max_idle_threads", max_threads))
-    log.info("mount.start", source=store.source, mountpoint=mountpoint, pid=os.getpid(), fuse_api=opts.fuse_api)
+    log.info("mount.start", source=store.source, mountpoint=mountpoint, pid=os.getpid())
     observers = None
     try:
         fs.start_services(mountpoint, on_invalidate=ops.on_invalidate, freshness=opts.freshness)
@@ -259,11 +248,12 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
 
         observers = Observers(fs, mountpoint, opts.metrics,  # dynlog stats socket, -o metrics endpoint
                               extra=lambda: {"fuse": {"worker_threads": worker_threads()}})
-        if isinstance(ops, LowLevelOperations):
-            serve_lowlevel(ops, mountpoint, fuse_opts, debug, max_threads, max_idle_threads)
-        else:
-            DynlogFUSE(ops, mountpoint, foreground=True, debug=debug, default_permissions=True, subtype="dynlog",
-                       max_threads=max_threads, max_idle_threads=max_idle_threads, **fuse_opts)
+        session = Session(ops.callbacks(), mountpoint, {"default_permissions": True, "subtype": "dynlog", **fuse_opts},
+                          debug=debug, max_threads=max_threads, max_idle_threads=max_idle_threads)
+        ops.session = session
+        status = session.run()
+        if status:
+            raise RuntimeError(f"session loop ended with status {status}")
     except RuntimeError as e:
         if not ops.initialized:
             raise QuietError(f"mounting {source} at {mountpoint} failed (libfuse: {e}; see its message above)") from None
@@ -277,19 +267,6 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
         store.close()
     log.info("mount.end", mountpoint=mountpoint)
     return 0
-
-
-def serve_lowlevel(ops: LowLevelOperations, mountpoint: str, fuse_opts: dict[str, object], debug: bool,
-                   max_threads: int, max_idle_threads: int) -> None:
-    """Mount and serve through libfuse's low-level API until unmounted or signalled."""
-    from ..fuse.lowlevel import Session
-
-    session = Session(ops.callbacks(), mountpoint, {"default_permissions": True, "subtype": "dynlog", **fuse_opts},
-                      debug=debug, max_threads=max_threads, max_idle_threads=max_idle_threads)
-    ops.session = session
-    status = session.run()
-    if status:
-        raise RuntimeError(f"session loop ended with status {status}")
 
 
 def default_log_file(mountpoint: str) -> str:

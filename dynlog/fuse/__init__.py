@@ -1,8 +1,10 @@
-"""The FUSE layer: a thin mfusepy adapter over dynlog.core.filesystem.FileSystem.
+"""The FUSE layer: libfuse 3's low-level API (lowlevel.py) serving callbacks (operations.py) over
+dynlog.core.filesystem.FileSystem.
 
-mfusepy loads whichever libfuse ``find_library("fuse")`` finds first, which is libfuse 2 on a
-machine that has both. dynlog needs libfuse 3 (rename flags, nullpath_ok, init config), so
-importing this package points mfusepy at libfuse 3 unless the user already chose a library
+mfusepy loads libfuse and defines the C structs both of libfuse's APIs share; dynlog binds the
+low-level API itself. mfusepy loads whichever libfuse ``find_library("fuse")`` finds first,
+which is libfuse 2 on a machine that has both. dynlog needs libfuse 3, so importing this
+package points mfusepy at libfuse 3 unless the user already chose a library
 with FUSE_LIBRARY_PATH or FUSE_LIBRARY_NAME.
 """
 

@@ -8,9 +8,8 @@ directory node another request holds locked aborts the daemon (``delete_node: As
 'node->treelock == 0'``). With the low-level API the kernel speaks to us in inode numbers, which
 are dynlog's own, and libfuse keeps no tree at all; dynlog.fuse.inodes keeps what is needed.
 
-Only what dynlog uses is bound. Struct layouts are libfuse 3.14's (fuse_lowlevel.h), with
-mfusepy's definitions of the structs the two APIs share (stat, statvfs, flock, fuse_file_info,
-fuse_conn_info).
+Only what dynlog uses is bound. libfuse's struct layouts are 3.14's (fuse_lowlevel.h,
+fuse_common.h); the system's (stat, statvfs, flock) are mfusepy's, which knows each platform's.
 """
 
 from __future__ import annotations
@@ -18,11 +17,21 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+from ctypes.util import find_library
 from typing import Any, Callable
 
-import mfusepy  # dynlog.fuse (our package __init__) has pointed it at libfuse 3
+import mfusepy
 
-lib = mfusepy._libfuse
+
+def _load_libfuse3() -> ctypes.CDLL:
+    path = os.environ.get("FUSE_LIBRARY_PATH") or find_library("fuse3") or "libfuse3.so.3"
+    try:
+        return ctypes.CDLL(path)
+    except OSError as e:
+        raise ImportError(f"dynlog needs libfuse 3 ({path}: {e}); install it: apt-get install fuse3 libfuse3-3") from e
+
+
+lib = _load_libfuse3()
 
 req_t = ctypes.c_void_p
 ino_t = ctypes.c_uint64
@@ -31,9 +40,7 @@ size_t = ctypes.c_size_t
 mode_t = ctypes.c_uint32
 dev_t = ctypes.c_uint64
 stat_p = ctypes.POINTER(mfusepy.c_stat)
-fi_p = ctypes.POINTER(mfusepy.fuse_file_info)
 flock_p = ctypes.POINTER(mfusepy.c_flock_t)
-conn_p = ctypes.POINTER(mfusepy.fuse_conn_info)
 
 # fuse_lowlevel.h: the setattr bits dynlog acts on
 SET_ATTR_MODE = 1 << 0
@@ -47,6 +54,30 @@ SET_ATTR_MTIME_NOW = 1 << 8
 
 # fuse_common.h capability bits
 CAP_HANDLE_KILLPRIV = 1 << 20
+
+
+class FileInfo(ctypes.Structure):
+    """struct fuse_file_info: an open file's flags and handle."""
+    _fields_ = [("flags", ctypes.c_int),
+                ("writepage", ctypes.c_uint, 1), ("direct_io", ctypes.c_uint, 1), ("keep_cache", ctypes.c_uint, 1),
+                ("flush", ctypes.c_uint, 1), ("nonseekable", ctypes.c_uint, 1), ("flock_release", ctypes.c_uint, 1),
+                ("cache_readdir", ctypes.c_uint, 1), ("noflush", ctypes.c_uint, 1), ("padding", ctypes.c_uint, 24),
+                ("padding2", ctypes.c_uint, 32),
+                ("fh", ctypes.c_uint64), ("lock_owner", ctypes.c_uint64), ("poll_events", ctypes.c_uint32)]
+
+
+class ConnInfo(ctypes.Structure):
+    """struct fuse_conn_info: what the kernel can do, and what init asks of it."""
+    _fields_ = [("proto_major", ctypes.c_uint), ("proto_minor", ctypes.c_uint), ("max_write", ctypes.c_uint),
+                ("max_read", ctypes.c_uint), ("max_readahead", ctypes.c_uint), ("capable", ctypes.c_uint),
+                ("want", ctypes.c_uint), ("max_background", ctypes.c_uint), ("congestion_threshold", ctypes.c_uint),
+                ("time_gran", ctypes.c_uint), ("reserved", ctypes.c_uint * 22)]
+
+
+assert ctypes.sizeof(FileInfo) == 40 and FileInfo.fh.offset == 16 and ctypes.sizeof(ConnInfo) == 128
+
+fi_p = ctypes.POINTER(FileInfo)
+conn_p = ctypes.POINTER(ConnInfo)
 
 
 class EntryParam(ctypes.Structure):
@@ -127,13 +158,16 @@ class LowLevelOps(ctypes.Structure):
 
 
 def _bind(name: str, restype: Any, *argtypes: Any) -> Any:
+    """A libfuse function called through the CDLL: the GIL is released for the call."""
     fn = getattr(lib, name)
     fn.restype = restype
     fn.argtypes = list(argtypes)
     return fn
 
 
-# Replies. Called through the CDLL, so the GIL is released while libfuse writes to /dev/fuse.
+# Replies. Through the CDLL, so the GIL is released while libfuse writes to /dev/fuse: the
+# kernel wakes the caller there, and on a busy CPU it may run first. (Kept held, the GIL made
+# every other worker wait for that; tar on one CPU cost more daemon CPU a file.)
 reply_err = _bind("fuse_reply_err", ctypes.c_int, req_t, ctypes.c_int)
 reply_none = _bind("fuse_reply_none", None, req_t)
 reply_entry = _bind("fuse_reply_entry", ctypes.c_int, req_t, ctypes.POINTER(EntryParam))
@@ -146,10 +180,9 @@ reply_buf = _bind("fuse_reply_buf", ctypes.c_int, req_t, ctypes.c_char_p, size_t
 reply_statfs = _bind("fuse_reply_statfs", ctypes.c_int, req_t, mfusepy.c_statvfs_p)
 reply_xattr = _bind("fuse_reply_xattr", ctypes.c_int, req_t, size_t)
 reply_lock = _bind("fuse_reply_lock", ctypes.c_int, req_t, flock_p)
-add_direntry = _bind("fuse_add_direntry", size_t, req_t, ctypes.c_void_p, size_t, ctypes.c_char_p, stat_p, off_t)
+add_direntry = _bind("fuse_add_direntry", size_t, req_t, ctypes.c_void_p, size_t, ctypes.c_char_p,
+                     stat_p, off_t)
 notify_inval_inode = _bind("fuse_lowlevel_notify_inval_inode", ctypes.c_int, ctypes.c_void_p, ino_t, off_t, off_t)
-notify_inval_entry = _bind("fuse_lowlevel_notify_inval_entry", ctypes.c_int, ctypes.c_void_p, ino_t,
-                           ctypes.c_char_p, size_t)
 
 # fuse_req_ctx only reads the request: called keeping the GIL (PYFUNCTYPE), as most callbacks ask it.
 _req_ctx = ctypes.PYFUNCTYPE(ctypes.POINTER(Ctx), req_t)(("fuse_req_ctx", lib))

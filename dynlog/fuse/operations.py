@@ -1,5 +1,6 @@
-"""FUSE callbacks: each one resolves the caller, calls FileSystem, and maps errors through one
-errno table. No store calls here: everything goes through dynlog.core.filesystem.FileSystem.
+"""FUSE callbacks on libfuse's low-level API (dynlog.fuse.lowlevel): each turns the inode the
+kernel names into a path (dynlog.fuse.inodes), calls FileSystem, and replies. No store calls
+here: everything goes through dynlog.core.filesystem.FileSystem.
 
 Kernel caches (docs/OPERATIONS.md, "Kernel caches and the consistency model"): entries and
 attributes are cached by the kernel for ``ENTRY_TIMEOUT``/``ATTR_TIMEOUT`` seconds, negative
@@ -7,7 +8,19 @@ lookups not at all. Page cache is dropped on every open (no ``keep_cache``), and
 finds that a file changed since the kernel last saw its attributes, the kernel's attributes and
 pages for it are invalidated before open returns, so open() after another mount's close() sees
 the new size and bytes (close-to-open). Changes the change feed brings in are passed on to the
-kernel the same way (``on_invalidate``).
+kernel the same way (``on_invalidate``), by inode.
+
+What the kernel's inode numbers give:
+- Each file is one inode in the kernel, whatever its names: a change through one hard link
+  shows under every other.
+- A file unlinked while open keeps its inode; calls on it (fstat, fchmod, fgetxattr) come by
+  inode and are answered through one of its open handles.
+- A name another mount removed or moved, still cached by the kernel, no longer leads to its
+  inode: such calls answer ESTALE, on which the kernel walks the path again and asks LOOKUP.
+
+Every callback replies exactly once: the work returns a reply (a function of the request),
+and only then is it sent. An error before that becomes the errno reply (dynlog.fuse.kernel's
+one errno table).
 """
 
 from __future__ import annotations
@@ -15,236 +28,231 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
-import functools
 import itertools
 import os
 import stat
 import threading
-import time
-from typing import Any, Callable, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
+import mfusepy
 import structlog
-
-import mfusepy  # dynlog.fuse (our package __init__) has pointed it at libfuse 3
-from mfusepy import FuseOSError, Operations, overrides
 
 from ..cluster.locks import EOF_
 from ..core.attrs import Caller
 from ..core.filesystem import UTIME_NOW, FileSystem
-from ..errors import FsError, JournalConflict, StoreError, TransientStoreError
-from ..store.metrics import OPERATIONS
+from ..errors import FsError, StoreError
+from ..schema import ROOT_INO
+from . import lowlevel as ll
+from .inodes import KernelInodes
+from .kernel import (ATTR_TIMEOUT, DIR_HANDLE_BASE, ENTRY_TIMEOUT, LOCK_TYPES, SEEN_MAX, XATTR_NAMESPACES, errno_of,
+                     fill_stat)
 from .threadstate import pin_thread_state
 
 log = structlog.get_logger(__name__)
 
-# Kernel cache timeouts, in seconds. dynlog is not the only writer (other mounts write the same
-# store), so these stay short: one second bounds how long a stat, lookup or ls -l on this mount
-# may show a name or attributes another mount changed, while still sparing the daemon a round
-# trip for every stat of a busy build (make, git status stat each file several times a second).
-# Negative lookups are never cached: a file another mount creates is visible at once.
-ENTRY_TIMEOUT = 1.0
-ATTR_TIMEOUT = 1.0
-NEGATIVE_TIMEOUT = 0.0
+Reply = Callable[[int], Any]  # sends the answer to one request
+OK: Reply = lambda req: ll.reply_err(req, 0)  # noqa: E731 - the plain success reply
+NO_DATA: Reply = lambda req: ll.reply_err(req, errno.ENODATA)  # noqa: E731 - no such xattr
 
-LOCK_TYPES = {fcntl.F_RDLCK: "r", fcntl.F_WRLCK: "w", fcntl.F_UNLCK: "u"}
-
-# libfuse capability bits (fuse_common.h)
-FUSE_CAP_HANDLE_KILLPRIV = 1 << 20
-
-# struct timespec tv_nsec sentinels of utimensat(2)
-UTIME_NOW_NSEC = (1 << 30) - 1
-UTIME_OMIT_NSEC = (1 << 30) - 2
-
-# xattr namespaces a name may be in (the kernel checks who may use trusted.* and user.*)
-XATTR_NAMESPACES = ("user.", "trusted.", "security.")
-
-# Directory handles live far above file handles (FileSystem counts those from 1), so a handle
-# number never means both.
-DIR_HANDLE_BASE = 1 << 62
-
-# How many inodes' last reported (path, size, mtime) are remembered (about 200 bytes each).
-SEEN_MAX = 200_000
-
-# libfuse counts a file as open until a moment after our release() returns (it decrements its
-# open count afterwards, on the release thread), so an unlink racing a close may still be turned
-# into a "hide" of a file we already closed. For this long after its last release, a hide of an
-# inode is still taken for one (a true unlink), never for a rename to a .fuse_hidden name.
-RELEASED_GRACE = 5.0
-
-# The one errno table: exception class -> errno (None: the exception carries its own errno).
-# Checked in order; the first class the exception is an instance of wins.
-ERRNO_TABLE: tuple[tuple[type[BaseException], int | None], ...] = (
-    (FuseOSError, None),
-    (FsError, None),
-    (JournalConflict, errno.EAGAIN),  # a commit that kept losing races past the retry bound
-    (TransientStoreError, errno.EIO),  # the store stayed unreachable past the retry bound
-    (StoreError, errno.EIO),
-    (NotImplementedError, errno.ENOSYS),
-)
+# Names of the inode lookups that mean "this name is not (or no longer) that inode"
+GONE = (errno.ENOENT, errno.ENOTDIR, errno.ESTALE)
 
 
-def errno_of(exc: BaseException) -> int | None:
-    """The errno for an exception per ERRNO_TABLE, or None when it is unexpected (a bug)."""
-    for cls, code in ERRNO_TABLE:
-        if isinstance(exc, cls):
-            return code if code is not None else getattr(exc, "errno", None) or errno.EIO
-    return None
+@dataclass
+class DirHandle:
+    ino: int
+    path: str
+    entries: list[tuple[str, int, int]] = field(default_factory=list)  # (name, mode, ino) from readdir
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-# Callbacks that change nothing a getattr shows. Every other callback ends a change (see
-# DynlogOperations._changed): a getattr reply left by a callback (see _offer_reply) is only used
-# when no change of this mount ended between its making and the getattr that takes it.
-READ_ONLY_OPS = frozenset({"getattr", "getxattr", "xattr_value", "listxattr", "readdir", "readlink", "access",
-                           "statfs", "opendir", "releasedir", "read"})
+def _name(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
 
 
-def fuse_op(func: F) -> F:
-    """Map errors of one callback: known ones to their errno, anything else logged and EIO.
-    Also keeps the libfuse thread's Python thread state alive across callbacks (threadstate)."""
-    changes = func.__name__ not in READ_ONLY_OPS
-
-    @functools.wraps(func)
-    def wrapper(self: "DynlogOperations", *args: Any, **kwargs: Any) -> Any:
-        pin_thread_state()
-        try:
-            return func(self, *args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - the boundary: nothing may escape into libfuse
-            code = errno_of(e)
-            if code is None:
-                log.exception("fuse.unexpected_error", op=func.__name__)
-                code = errno.EIO
-            elif isinstance(e, StoreError):
-                log.warning("fuse.store_error", op=func.__name__, error=str(e))
-            raise FuseOSError(code) from None
-        finally:
-            if changes:
-                self._changed()
-
-    return wrapper  # type: ignore[return-value]
+def _ns(ts: Any) -> int:
+    return ts.tv_sec * 10**9 + ts.tv_nsec
 
 
-# libfuse's fuse_get_context, called keeping the GIL (PYFUNCTYPE). It only reads a thread-local;
-# through the CDLL (as mfusepy.fuse_get_context calls it) ctypes releases the GIL for the call and
-# takes it back after, a chance for every other thread to run first. Most callbacks ask it.
-_fuse_get_context = ctypes.PYFUNCTYPE(ctypes.POINTER(mfusepy.fuse_context))(("fuse_get_context", mfusepy._libfuse))
-
-
-def context() -> tuple[int, int, int]:
-    """(uid, gid, pid) of the request this libfuse thread is serving."""
-    ctx = _fuse_get_context().contents
-    return ctx.uid, ctx.gid, ctx.pid
-
-
-def caller() -> Caller:
-    uid, gid, pid = context()
-    return Caller(uid, gid, pid)
-
-
-class DynlogOperations(Operations):
-    """The mfusepy callbacks over one FileSystem.
-
-    libfuse runs these on many threads at once; FileSystem does its own locking. Paths are
-    surrogate-escaped strings (mfusepy decodes with ``surrogateescape``), which FileSystem stores
-    losslessly. With ``nullpath_ok`` the path is None for calls on an open handle (read, write,
-    flush, release, fsync, readdir, and getattr/truncate given a handle): those use the handle, so
-    a file unlinked while open keeps working until its last close.
-
-    Unlinked while open: libfuse's ``hard_remove`` would make every path-based call on such a
-    file fail with ESTALE, and the kernel sends fstat(2) as a path-based getattr. So hard_remove
-    stays off, and libfuse "hides" the file by renaming it to ``.fuse_hidden<hex>``. That rename
-    never reaches the store: it is turned into the real unlink (the name is gone for every
-    mount, and from listings here too), while this object remembers the hidden path, answers
-    getattr on it from the open handle (st_nlink 0), and forgets it when libfuse unlinks the
-    hidden name at the last close.
-    """
-
-    use_ns = True
+class DynlogOperations:
+    """The low-level callbacks over one FileSystem. libfuse runs them on many threads at once;
+    FileSystem does its own locking, and the tables here are guarded by ``_lock``."""
 
     def __init__(self, fs: FileSystem, *, entry_timeout: float = ENTRY_TIMEOUT,
                  attr_timeout: float = ATTR_TIMEOUT) -> None:
         self.fs = fs
         self.entry_timeout = entry_timeout
         self.attr_timeout = attr_timeout
-        self._append: set[int] = set()  # handles opened with O_APPEND
-        self._dirs: dict[int, str] = {}  # directory handle -> path at opendir
-        self._dir_fh = itertools.count(DIR_HANDLE_BASE)
-        # ino -> (a path, size, mtime) as last reported to the kernel: open() compares to spot
-        # changes made elsewhere, and remote invalidations need a path to name the inode by.
-        self._seen: dict[int, tuple[str, int, int]] = {}
-        self._fuse_ptr: int | None = None  # struct fuse *, for invalidations from other threads
-        self._fh_ino: dict[int, int] = {}  # open file handle -> inode number
-        self._hidden: dict[str, int] = {}  # libfuse's hidden path of a file unlinked while open -> ino
-        self._released: dict[int, float] = {}  # ino -> time of its last release here (see RELEASED_GRACE)
-        # Paths whose names the change feed reported changed by another mount while the kernel
-        # may still hold them as cached entries (path -> when): see getattr.
-        self._remote: dict[str, float] = {}
-        # Inodes with several names. libfuse's high-level API gives the kernel one inode per
-        # name, so a change made through one name must drop the kernel's cache of the others.
-        self._links: dict[int, set[str]] = {}
-        self._link_ino: dict[str, int] = {}
+        self.inodes = KernelInodes()
+        self.session: ll.Session | None = None  # set before the loop runs: notifications go through it
         self._lock = threading.Lock()
-        # libfuse thread -> hidden path whose setattr it is completing (see _setattr). Keyed by
-        # thread id: a threading.local does not last from one callback of a libfuse thread to the next.
-        self._setattr_of: dict[int, str] = {}
-        # getattr replies left for libfuse's getattr that follows create, chmod, chown and
-        # utimens on the same thread (see _offer_reply): thread id -> (path, fh, generation, stat).
-        # The generation counts changes this mount's callbacks (and the change feed) ended.
-        self._replies: dict[int, tuple[str | None, int | None, int, dict[str, int]]] = {}
-        self._generation = 0
-        self._gen_lock = threading.Lock()
+        self._append: set[int] = set()  # handles opened with O_APPEND
+        self._fh_ino: dict[int, int] = {}  # open file handle -> inode
+        self._ino_fhs: dict[int, set[int]] = {}  # inode -> its open handles here
+        self._dirs: dict[int, DirHandle] = {}
+        self._dir_fh = itertools.count(DIR_HANDLE_BASE)
+        # inode -> (size, mtime) as last told to the kernel: open() compares, for close-to-open
+        self._seen: dict[int, tuple[int, int]] = {}
         self._closed = False
         self.initialized = False  # libfuse called init: the file system was mounted
 
-    # -- getattr replies -----------------------------------------------------------------------
-    # libfuse's high-level API answers create and every setattr (chmod, chown, utimens) with a
-    # getattr of the same path and handle, on the same thread, right after our callback returns:
-    # about half the getattrs tar causes. A callback that already holds the file's attributes
-    # leaves them here, and that getattr takes them instead of resolving the file again. A reply
-    # is taken at most once, only by that thread for that (path, handle), and only if no other
-    # change ended on this mount since it was made (the generation; the change feed's remote
-    # changes count too): so it is exactly what a getattr would have computed then, never
-    # older than this mount's own changes.
-    def _changed(self) -> None:
-        """A callback that may change what getattr shows has ended (fuse_op calls this)."""
-        with self._gen_lock:
-            self._generation += 1
+    # -- plumbing --------------------------------------------------------------------------------
+    def callbacks(self) -> dict[str, Callable[..., None]]:
+        """The C-callable functions for the op table, by libfuse's names."""
+        table: dict[str, Callable[..., None]] = {"init": self._init, "destroy": self._destroy,
+                                                 "forget": self._forget, "forget_multi": self._forget_multi}
+        for name, _ in ll.OP_TYPES:
+            work = getattr(self, f"op_{name}", None)
+            if work is not None:
+                table[name] = self._serving(name, work)
+        return table
 
-    def _offer_reply(self, path: str | None, fh: int | None, st: dict[str, int] | None, start: int) -> None:
-        """Leave ``st`` (computed inside the change this callback makes) for libfuse's getattr.
-        ``start``: the generation when the callback began; if another change ended since, ``st``
-        may not show it, and nothing is left. The reply carries the generation the callback's own
-        _changed will set, so a change ending after this makes it unusable too."""
-        if st is not None:
-            with self._gen_lock:
-                if self._generation == start:
-                    self._replies[threading.get_ident()] = (path, fh, start + 1, st)
+    def _serving(self, name: str, work: Callable[..., Reply]) -> Callable[..., None]:
+        def callback(req: int, *args: Any) -> None:
+            pin_thread_state()
+            try:
+                reply = work(req, *args)
+            except Exception as e:  # noqa: BLE001 - the boundary: nothing may escape into libfuse
+                code = errno_of(e)
+                if code is None:
+                    log.exception("fuse.unexpected_error", op=name)
+                    code = errno.EIO
+                elif isinstance(e, StoreError):
+                    log.warning("fuse.store_error", op=name, error=str(e))
+                ll.reply_err(req, code)
+                return
+            try:
+                reply(req)
+            except Exception:  # noqa: BLE001 - replied or not, the request is over
+                log.exception("fuse.reply_failed", op=name)
 
-    def _take_reply(self, path: str | None, fh: int | None) -> dict[str, int] | None:
-        reply = self._replies.pop(threading.get_ident(), None)
-        if reply is None or reply[0] != path or reply[1] != fh or reply[2] != self._generation:
-            return None
-        return reply[3]
+        callback.__name__ = f"fuse_{name}"
+        return callback
 
-    # -- lifecycle -----------------------------------------------------------------------------
-    @overrides(Operations)
-    def init_with_config(self, conn_info: Any, config_3: Any) -> None:
-        self._fuse_ptr = mfusepy._libfuse.fuse_get_context().contents.fuse
+    @staticmethod
+    def caller(req: int) -> Caller:
+        return Caller(*ll.request_context(req))
+
+    def _path(self, ino: int) -> str:
+        path = self.inodes.path(ino)
+        if path is None:
+            raise FsError(errno.ESTALE, f"inode {ino}: no name known here")
+        return path
+
+    def _child(self, parent: int, name: bytes) -> str:
+        base = self._path(parent)
+        return ("/" if base == "/" else base + "/") + _name(name)
+
+    def _open_handle(self, ino: int) -> int | None:
+        with self._lock:
+            fhs = self._ino_fhs.get(ino)
+            return next(iter(fhs)) if fhs else None
+
+    def _target(self, ino: int, fi: Any = None) -> tuple[str | None, int | None]:
+        """(path, handle) to reach ``ino`` by: the request's handle, else a handle open on it here
+        (it follows the inode whatever happens to its names, and costs no path walk; for a file
+        unlinked while open it is the only way), else its name."""
+        if fi:
+            fh = fi.contents.fh
+            if fh in self._fh_ino:
+                return None, fh
+        fh = self._open_handle(ino)
+        if fh is not None:
+            return None, fh
+        return self._path(ino), None
+
+    def _names_and_handle(self, ino: int) -> tuple[str | None, int | None]:
+        """(path, handle) for the xattr calls, which FileSystem answers by name, and through the
+        handle only once the file is unlinked."""
+        path, fh = self.inodes.path(ino), self._open_handle(ino)
+        if path is None and fh is None:
+            raise FsError(errno.ESTALE, f"inode {ino}: no name known here")
+        return path, fh
+
+    def _stat_of(self, ino: int) -> dict[str, int]:
+        """The attributes of ``ino`` for the kernel's GETATTR without a handle."""
+        path = self.inodes.path(ino)
+        if path is not None:
+            try:
+                st = self.fs.lookup(path)
+                if st["st_ino"] == ino:
+                    return st
+            except FsError as e:
+                if e.errno not in GONE:
+                    raise
+        fh = self._open_handle(ino)
+        if fh is None:
+            raise FsError(errno.ESTALE, f"inode {ino}: its name is gone")
+        return self.fs.getattr(None, fh)
+
+    def _remember(self, st: dict[str, int]) -> None:
+        if len(self._seen) >= SEEN_MAX:
+            self._seen.clear()  # forgetting only costs invalidations we could have made
+        self._seen[st["st_ino"]] = (st["st_size"], st["st_mtime"])
+
+    def _attr_reply(self, st: dict[str, int]) -> Reply:
+        self._remember(st)
+        buf = mfusepy.c_stat()
+        fill_stat(ctypes.pointer(buf), st)
+        timeout = self.attr_timeout
+        return lambda req: ll.reply_attr(req, ctypes.byref(buf), timeout)
+
+    def _entry(self, parent: int, name: str, st: dict[str, int]) -> ll.EntryParam:
+        """An entry for the kernel, counted as one lookup of it (given back if the reply fails)."""
+        self._remember(st)
+        e = ll.EntryParam()
+        e.ino = st["st_ino"]
+        fill_stat(ctypes.pointer(e.attr), st)
+        e.attr_timeout = self.attr_timeout
+        e.entry_timeout = self.entry_timeout
+        self.inodes.learned(e.ino, parent, name, stat.S_ISDIR(st["st_mode"]))
+        return e
+
+    def _entry_reply(self, parent: int, name: str, st: dict[str, int]) -> Reply:
+        e = self._entry(parent, name, st)
+
+        def send(req: int) -> None:
+            if ll.reply_entry(req, ctypes.byref(e)) != 0:
+                self.inodes.forget(e.ino, 1)  # interrupted: the kernel never got it
+        return send
+
+    def invalidate(self, ino: int) -> None:
+        """Drop the kernel's cached attributes and pages of ``ino`` (if it holds any)."""
+        se = self.session.handle if self.session is not None else None
+        if se is None or self._closed or not self.inodes.knows(ino):
+            return
+        rc = ll.notify_inval_inode(se, ino, 0, 0)
+        if rc not in (0, -errno.ENOENT):
+            log.debug("fuse.invalidate_failed", ino=ino, rc=rc)
+
+    def on_invalidate(self, jid: str | None, names: list[str]) -> None:
+        """The change feed saw remote changes to journal ``jid`` (``d/<ino>`` or ``i/<ino>``),
+        touching ``names`` in it: drop the kernel's cached attributes and pages of those inodes
+        (entries themselves expire within ENTRY_TIMEOUT). Runs on the follower's thread."""
+        if jid is None:
+            return  # "everything": the kernel's short timeouts bound that case
+        kind, _, num = jid.partition("/")
+        try:
+            ino = int(num)
+        except ValueError:
+            return
+        self.invalidate(ino)
+        if kind == "d":
+            for n in names:
+                child = self.inodes.child(ino, n) if n else None
+                if child is not None:
+                    self.invalidate(child)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def _init(self, userdata: Any, conn: Any) -> None:
+        pin_thread_state()
         self.initialized = True
-        if config_3 is not None:
-            config_3.entry_timeout = self.entry_timeout
-            config_3.attr_timeout = self.attr_timeout
-            config_3.negative_timeout = NEGATIVE_TIMEOUT
-            config_3.use_ino = 1  # st_ino is dynlog's stable inode number
-            config_3.hard_remove = 0  # hidden files stay local: see the class docstring
-            config_3.nullpath_ok = 1
-        if conn_info is not None:
+        if conn:
             # Let the kernel clear setuid/setgid on write and truncate (a setattr we then apply).
-            conn_info.want &= ~FUSE_CAP_HANDLE_KILLPRIV
+            conn.contents.want &= ~ll.CAP_HANDLE_KILLPRIV
 
-    @overrides(Operations)
-    def destroy(self, path: str) -> None:
+    def _destroy(self, userdata: Any) -> None:
+        pin_thread_state()
         self.close()
 
     def close(self) -> None:
@@ -258,358 +266,172 @@ class DynlogOperations(Operations):
         except Exception:  # noqa: BLE001 - unmounting must finish
             log.exception("fuse.close_failed")
 
-    # -- metadata ------------------------------------------------------------------------------
-    @overrides(Operations)
-    @fuse_op
-    def getattr(self, path: str | None, fh: int | None = None) -> dict[str, int]:
-        if self._replies:
-            st = self._take_reply(path, fh)
-            if st is not None:
-                OPERATIONS.add("getattr")  # still one the kernel asked: dynlog stats counts it
-                self._remember(path, st)
-                return st
-        if fh is None and path in self._hidden:
-            st = self.fs.getattr(None, self._handle_of(self._hidden[path], path))
-            with self._lock:
-                in_setattr = self._setattr_of.get(threading.get_ident()) == path
-                if in_setattr:
-                    del self._setattr_of[threading.get_ident()]
-            if not in_setattr:  # (a setattr's reply: libfuse passes it on unchanged)
-                st["st_nlink"] += 1  # libfuse's getattr subtracts the hidden name's link it believes in
-            return st
-        if fh is not None and fh < DIR_HANDLE_BASE or path is None:
+    def _forget(self, req: int, ino: int, nlookup: int) -> None:
+        pin_thread_state()
+        self.inodes.forget(ino, nlookup)
+        ll.reply_none(req)
+
+    def _forget_multi(self, req: int, count: int, forgets: Any) -> None:
+        pin_thread_state()
+        for i in range(count):
+            self.inodes.forget(forgets[i].ino, forgets[i].nlookup)
+        ll.reply_none(req)
+
+    # -- names -----------------------------------------------------------------------------------
+    def op_lookup(self, req: int, parent: int, name: bytes) -> Reply:
+        path = self._child(parent, name)
+        return self._entry_reply(parent, _name(name), self.fs.lookup(path))
+
+    def op_getattr(self, req: int, ino: int, fi: Any) -> Reply:
+        fh = fi.contents.fh if fi else None
+        if fh is not None and fh in self._fh_ino:
+            return self._attr_reply(self.fs.getattr(None, fh))
+        return self._attr_reply(self._stat_of(ino))
+
+    def op_readlink(self, req: int, ino: int) -> Reply:
+        target = os.fsencode(self.fs.readlink(self._path(ino)))
+        return lambda req: ll.reply_readlink(req, target)
+
+    def op_mknod(self, req: int, parent: int, name: bytes, mode: int, rdev: int) -> Reply:
+        path = self._child(parent, name)
+        self.fs.mknod(path, mode, rdev, self.caller(req))
+        return self._entry_reply(parent, _name(name), self.fs.getattr(path))
+
+    def op_mkdir(self, req: int, parent: int, name: bytes, mode: int) -> Reply:
+        path = self._child(parent, name)
+        self.fs.mkdir(path, mode, self.caller(req))
+        return self._entry_reply(parent, _name(name), self.fs.getattr(path))
+
+    def op_symlink(self, req: int, target: bytes, parent: int, name: bytes) -> Reply:
+        path = self._child(parent, name)
+        self.fs.symlink(_name(target), path, self.caller(req))
+        return self._entry_reply(parent, _name(name), self.fs.getattr(path))
+
+    def op_link(self, req: int, ino: int, newparent: int, newname: bytes) -> Reply:
+        new = self._child(newparent, newname)
+        self.fs.link(self._path(ino), new, self.caller(req))
+        return self._entry_reply(newparent, _name(newname), self.fs.getattr(new))
+
+    def op_unlink(self, req: int, parent: int, name: bytes) -> Reply:
+        self.fs.unlink(self._child(parent, name), self.caller(req))
+        self.inodes.removed(parent, _name(name))
+        return OK
+
+    def op_rmdir(self, req: int, parent: int, name: bytes) -> Reply:
+        self.fs.rmdir(self._child(parent, name), self.caller(req))
+        self.inodes.removed(parent, _name(name))
+        return OK
+
+    def op_rename(self, req: int, parent: int, name: bytes, newparent: int, newname: bytes, flags: int) -> Reply:
+        old, new = self._child(parent, name), self._child(newparent, newname)
+        self.fs.rename(old, new, flags, self.caller(req))
+        self.inodes.moved(parent, _name(name), newparent, _name(newname), exchange=bool(flags & 2))
+        return OK
+
+    # -- attributes ------------------------------------------------------------------------------
+    def op_setattr(self, req: int, ino: int, attr: Any, to_set: int, fi: Any) -> Reply:
+        path, fh = self._target(ino, fi)
+        a = attr.contents
+        who = self.caller(req)
+        st: dict[str, int] | None = None
+        if to_set & ll.SET_ATTR_SIZE:
+            self.fs.truncate(path, a.st_size, who, fh)
+        if to_set & ll.SET_ATTR_MODE:
+            st = self.fs.chmod(path, a.st_mode, who, fh)
+        if to_set & (ll.SET_ATTR_UID | ll.SET_ATTR_GID):
+            uid = a.st_uid if to_set & ll.SET_ATTR_UID else -1
+            gid = a.st_gid if to_set & ll.SET_ATTR_GID else -1
+            st = self.fs.chown(path, uid, gid, who, fh)
+        times = ll.SET_ATTR_ATIME | ll.SET_ATTR_MTIME | ll.SET_ATTR_ATIME_NOW | ll.SET_ATTR_MTIME_NOW
+        if to_set & times:
+            atime = (UTIME_NOW if to_set & ll.SET_ATTR_ATIME_NOW
+                     else _ns(a.st_atimespec) if to_set & ll.SET_ATTR_ATIME else None)
+            mtime = (UTIME_NOW if to_set & ll.SET_ATTR_MTIME_NOW
+                     else _ns(a.st_mtimespec) if to_set & ll.SET_ATTR_MTIME else None)
+            st = self.fs.utimens(path, atime, mtime, who, fh)
+        if st is None:  # (chmod, chown and utimens return the stat after them, truncate too included)
             st = self.fs.getattr(path, fh)
-        else:
-            try:
-                st = self.fs.lookup(path)
-            except FsError as e:
-                if e.errno == errno.ENOENT and self._stale_entry(path):
-                    raise FsError(errno.ESTALE, f"{path}: removed by another mount") from None
-                raise
-        self._remember(path, st)
-        return st
+        return self._attr_reply(st)
 
-    def _stale_entry(self, path: str) -> bool:
-        """Whether a name that is gone may still be a cached entry of the kernel, removed by
-        another mount: then the kernel's question is a GETATTR of that stale entry (libfuse's
-        LOOKUP asks the same getattr), and ENOENT would fail the caller's system call even when
-        it was open(O_CREAT), which must create the name: the kernel checks permissions with a
-        GETATTR before it would create, and does not treat ENOENT there as "entry gone".
-        ESTALE makes it walk the path again with LOOKUP_REVAL, whose LOOKUP then gets ENOENT
-        and drops the entry. Once per remote change, so a true LOOKUP pays one extra round."""
+    def op_setxattr(self, req: int, ino: int, name: bytes, value: int, size: int, flags: int) -> Reply:
+        key = _name(name)
+        if not key.startswith(XATTR_NAMESPACES):
+            raise FsError(errno.EOPNOTSUPP, f"xattr namespace of {key!r}")  # as local file systems do
+        data = ctypes.string_at(value, size) if size else b""
+        path, fh = self._names_and_handle(ino)
+        self.fs.setxattr(path, key, data, flags, self.caller(req), fh)
+        return OK
+
+    def op_getxattr(self, req: int, ino: int, name: bytes, size: int) -> Reply:
+        path, fh = self._names_and_handle(ino)
+        value = self.fs.xattr_value(path, _name(name), fh)
+        if value is None:  # the usual answer (the kernel asks for security.capability before writes)
+            return NO_DATA
+        return self._xattr_reply(value, size)
+
+    def op_listxattr(self, req: int, ino: int, size: int) -> Reply:
+        path, fh = self._names_and_handle(ino)
+        names = self.fs.listxattr(path, fh)
+        if self.caller(req).uid != 0:  # as local file systems do: trusted.* is listed to the privileged only
+            names = [n for n in names if not n.startswith("trusted.")]
+        return self._xattr_reply(b"".join(os.fsencode(n) + b"\0" for n in names), size)
+
+    @staticmethod
+    def _xattr_reply(data: bytes, size: int) -> Reply:
+        if size == 0:
+            return lambda req: ll.reply_xattr(req, len(data))  # a size query
+        if len(data) > size:
+            raise FsError(errno.ERANGE, "xattr buffer too small")
+        return lambda req: ll.reply_buf(req, data, len(data))
+
+    def op_removexattr(self, req: int, ino: int, name: bytes) -> Reply:
+        path, fh = self._names_and_handle(ino)
+        self.fs.removexattr(path, _name(name), self.caller(req), fh)
+        return OK
+
+    def op_access(self, req: int, ino: int, mask: int) -> Reply:
+        self.fs.access(self._path(ino), mask)
+        return OK
+
+    def op_statfs(self, req: int, ino: int) -> Reply:
+        buf = mfusepy.c_statvfs()
+        for k, v in self.fs.statfs().items():
+            setattr(buf, k, v)
+        return lambda req: ll.reply_statfs(req, ctypes.byref(buf))
+
+    # -- files -----------------------------------------------------------------------------------
+    def _opened(self, fh: int, ino: int, flags: int) -> None:
         with self._lock:
-            when = self._remote.pop(path, None)
-        return when is not None and time.monotonic() - when < self.entry_timeout + 1.0
+            self._fh_ino[fh] = ino
+            self._ino_fhs.setdefault(ino, set()).add(fh)
+            if flags & os.O_APPEND:
+                self._append.add(fh)
 
-    def _handle_of(self, ino: int, path: str) -> int:
-        with self._lock:
-            for fh, i in self._fh_ino.items():
-                if i == ino:
-                    return fh
-        raise FsError(errno.ENOENT, path)
-
-    def _track(self, fh: int, path: str) -> dict[str, int] | None:
-        """Note which inode a new handle is on; returns its attributes."""
+    def op_create(self, req: int, parent: int, name: bytes, mode: int, fi: Any) -> Reply:
+        path = self._child(parent, name)
+        flags = fi.contents.flags
+        fh = self.fs.create(path, mode, flags, self.caller(req))
         try:
             st = self.fs.getattr(None, fh)
-        except FsError:
-            return None
-        with self._lock:
-            self._fh_ino[fh] = st["st_ino"]
-        return st
+        except BaseException:
+            self.fs.release(fh)
+            raise
+        self._opened(fh, st["st_ino"], flags)
+        fi.contents.fh = fh
+        e = self._entry(parent, _name(name), st)
 
-    def _remember(self, path: str | None, st: dict[str, int]) -> None:
-        ino = st["st_ino"]
-        if path is None:
-            seen = self._seen.get(ino)
-            if seen is None:
-                return
-            path = seen[0]
-        if len(self._seen) >= SEEN_MAX:
-            self._seen.clear()  # forgetting only costs invalidations we could have made
-        self._seen[ino] = (path, st["st_size"], st["st_mtime"])
-        if st["st_nlink"] > 1 and not stat.S_ISDIR(st["st_mode"]):
-            with self._lock:
-                if len(self._link_ino) >= SEEN_MAX:
-                    self._links.clear()
-                    self._link_ino.clear()
-                self._links.setdefault(ino, set()).add(path)
-                self._link_ino[path] = ino
+        def send(req: int) -> None:
+            if ll.reply_create(req, ctypes.byref(e), fi) != 0:  # interrupted: no release will come
+                self.inodes.forget(e.ino, 1)
+                self._closed_handle(fh)
+                self.fs.release(fh)
+        return send
 
-    def _sync_links(self, path: str | None = None, fh: int | None = None, gone: bool = False) -> None:
-        """After a change to an inode through ``path`` (or handle ``fh``): if it has other names,
-        drop the kernel's cached attributes and pages under them. ``gone``: ``path`` was removed."""
-        with self._lock:
-            ino = self._link_ino.get(path) if path is not None else self._fh_ino.get(fh or 0)
-            if ino is None or ino not in self._links:
-                return
-            names = self._links[ino]
-            others = [p for p in names if p != path]
-            if gone and path is not None:
-                names.discard(path)
-                self._link_ino.pop(path, None)
-        for p in others:
-            invalidate_path(p)
-
-    def on_invalidate(self, jid: str | None, names: list[str]) -> None:
-        """The change feed saw remote changes to journal ``jid`` (``d/<ino>`` or ``i/<ino>``),
-        touching ``names`` in it: drop the kernel's cached attributes and pages of those inodes
-        (entries themselves expire within ENTRY_TIMEOUT). Runs on the follower's thread."""
-        self._changed()  # a getattr reply left before this may not show the change
-        if self._fuse_ptr is None or self._closed or jid is None:
-            return  # None means "everything": the kernel's short timeouts bound that case
-        kind, _, ino = jid.partition("/")
+    def op_open(self, req: int, ino: int, fi: Any) -> Reply:
+        path = self._path(ino)
+        flags = fi.contents.flags
         try:
-            seen = self._seen.get(int(ino))
-        except ValueError:
-            return
-        if seen is None:
-            return  # never shown to the kernel: nothing cached there
-        base = seen[0]
-        paths = [base]
-        if kind == "d":
-            children = [(base.rstrip("/") + "/" + n) for n in names if n]
-            paths += children
-            now = time.monotonic()
-            with self._lock:
-                if len(self._remote) >= SEEN_MAX:
-                    self._remote.clear()
-                self._remote.update((p, now) for p in children)
-        for p in paths:
-            invalidate_path(p, self._fuse_ptr)
-
-    @overrides(Operations)
-    @fuse_op
-    def opendir(self, path: str) -> int:
-        st = self.fs.getattr(path)
-        if not stat.S_ISDIR(st["st_mode"]):
-            raise FsError(errno.ENOTDIR, path)
-        fh = next(self._dir_fh)
-        self._dirs[fh] = path
-        return fh
-
-    @overrides(Operations)
-    @fuse_op
-    def readdir(self, path: str | None, fh: int) -> list[tuple[str, dict[str, int] | None, int]]:
-        where = path if path is not None else self._dirs.get(fh)
-        if where is None:
-            raise FsError(errno.EBADF, "no such directory handle")
-        return [(name, attrs, 0) for name, attrs in self.fs.readdir(where)]
-
-    @overrides(Operations)
-    @fuse_op
-    def releasedir(self, path: str | None, fh: int) -> int:
-        self._dirs.pop(fh, None)
-        return 0
-
-    @overrides(Operations)
-    @fuse_op
-    def readlink(self, path: str) -> str:
-        return self.fs.readlink(path)
-
-    @overrides(Operations)
-    @fuse_op
-    def access(self, path: str, amode: int) -> int:
-        self.fs.access(path, amode)
-        return 0
-
-    @overrides(Operations)
-    @fuse_op
-    def statfs(self, path: str) -> dict[str, int]:
-        return self.fs.statfs()
-
-    # -- creating and removing -----------------------------------------------------------------
-    @overrides(Operations)
-    @fuse_op
-    def mknod(self, path: str, mode: int, dev: int) -> int:
-        self.fs.mknod(path, mode, dev, caller())
-        return 0
-
-    @overrides(Operations)
-    @fuse_op
-    def mkdir(self, path: str, mode: int) -> int:
-        self.fs.mkdir(path, mode, caller())
-        return 0
-
-    @overrides(Operations)
-    @fuse_op
-    def symlink(self, target: str, source: str) -> int:
-        """``target`` is the new link's path, ``source`` what it points to (mfusepy's names)."""
-        self.fs.symlink(source, target, caller())
-        return 0
-
-    @overrides(Operations)
-    @fuse_op
-    def link(self, target: str, source: str) -> int:
-        """``target`` is the new name, ``source`` the existing file (mfusepy's names)."""
-        self.fs.link(source, target, caller())
-        st = self.fs.getattr(source)
-        self._remember(source, st)  # now known as a file with several names
-        self._sync_links(source)  # its link count and ctime changed under every other name too
-        invalidate_path(source)
-        return 0
-
-    @overrides(Operations)
-    @fuse_op
-    def unlink(self, path: str) -> int:
-        with self._lock:
-            if self._hidden.pop(path, None) is not None:
-                return 0  # libfuse's last-close cleanup of a hidden name: the store never had it
-        self.fs.unlink(path, caller())
-        self._sync_links(path, gone=True)
-        return 0
-
-    @overrides(Operations)
-    @fuse_op
-    def rmdir(self, path: str) -> int:
-        self.fs.rmdir(path, caller())
-        return 0
-
-    @overrides(Operations)
-    @fuse_op
-    def rename(self, old: str, new: str, flags: int = 0) -> int:
-        if is_hidden_name(new) and not flags:
-            return self._hide(old, new)
-        self.fs.rename(old, new, flags, caller())
-        self._sync_links(new, gone=True)  # a name it replaced
-        self._sync_links(old, gone=True)
-        return 0
-
-    def _hide(self, old: str, hidden: str) -> int:
-        """libfuse hides ``old`` (open here) instead of unlinking it: unlink it for real. That
-        includes a file whose last release libfuse has not finished counting yet (an unlink
-        racing the close): renamed for real, the hidden name would stay in the directory, since
-        libfuse unlinks it only at a release still to come, and none is."""
-        st = self.fs.getattr(old)
-        with self._lock:
-            ino = st["st_ino"]
-            open_here = ino in self._fh_ino.values()
-            closing = time.monotonic() - self._released.get(ino, float("-inf")) < RELEASED_GRACE
-        if not (open_here or closing) or stat.S_ISDIR(st["st_mode"]):
-            self.fs.rename(old, hidden, 0, caller())  # someone really wants that name
-            return 0
-        self.fs.unlink(old, caller())
-        self._sync_links(old, gone=True)
-        with self._lock:
-            self._hidden[hidden] = st["st_ino"]
-        return 0
-
-    # -- attributes ----------------------------------------------------------------------------
-    def _setattr(self, path: str | None, fh: int | None,
-                 call: Callable[[str | None, int | None], dict[str, int] | None]) -> int:
-        """Run ``call(path, fh)``, one of chmod, chown, utimens, which may return the stat after
-        it for libfuse's getattr (_offer_reply). fchmod, fchown and futimens of a file unlinked
-        while open reach us by libfuse's hidden path (the kernel sends no handle for them):
-        those are answered through the open handle."""
-        start = self._generation
-        hidden = path if fh is None and path is not None and path in self._hidden else None
-        if hidden is not None:
-            path, fh = None, self._handle_of(self._hidden[hidden], hidden)
-        st = call(path, fh)
-        if hidden is not None:
-            # libfuse ends its setattr with a getattr of the hidden path, on this thread, whose
-            # st_nlink it does not adjust for the hidden name (its getattr does): see getattr
-            with self._lock:
-                self._setattr_of[threading.get_ident()] = hidden
-        else:
-            self._offer_reply(path, fh, st, start)
-        self._sync_links(path, fh)
-        return 0
-
-    @overrides(Operations)
-    @fuse_op
-    def chmod(self, path: str | None, mode: int, fh: int | None = None) -> int:
-        return self._setattr(path, fh, lambda p, h: self.fs.chmod(p, mode, caller(), h))
-
-    @overrides(Operations)
-    @fuse_op
-    def chown(self, path: str | None, uid: int, gid: int, fh: int | None = None) -> int:
-        return self._setattr(path, fh, lambda p, h: self.fs.chown(p, uid, gid, caller(), h))
-
-    @overrides(Operations)
-    @fuse_op
-    def utimens(self, path: str | None, times: tuple[Any, Any] | None = None, fh: int | None = None) -> int:
-        """``times`` is (atime, mtime), each nanoseconds, UTIME_NOW ("now") or None (omit)."""
-        atime, mtime = times if times is not None else (UTIME_NOW, UTIME_NOW)
-        return self._setattr(path, fh, lambda p, h: self.fs.utimens(p, atime, mtime, caller(), h))
-
-    @overrides(Operations)
-    @fuse_op
-    def truncate(self, path: str | None, length: int, fh: int | None = None) -> int:
-        self.fs.truncate(path, length, caller(), fh)
-        self._sync_links(path, fh)
-        return 0
-
-    # -- xattrs --------------------------------------------------------------------------------
-    @overrides(Operations)
-    @fuse_op
-    def getxattr(self, path: str, name: str, position: int = 0) -> bytes:
-        value = self.xattr_value(path, name)
-        if value is None:
-            raise FsError(errno.ENODATA, name)
-        return value
-
-    @fuse_op
-    def xattr_value(self, path: str, name: str) -> bytes | None:
-        """getxattr without the exception for "not there" (None): the kernel asks for
-        ``security.capability`` before every write to a file (FUSE caches no xattrs), and it is
-        almost never there."""
-        fh = self._hidden_handle(path)
-        return self.fs.xattr_value(None if fh else path, name, fh)
-
-    @overrides(Operations)
-    @fuse_op
-    def listxattr(self, path: str) -> list[str]:
-        fh = self._hidden_handle(path)
-        names = self.fs.listxattr(None if fh else path, fh)
-        if caller().uid != 0:  # as local file systems do: trusted.* is listed to the privileged only
-            names = [n for n in names if not n.startswith("trusted.")]
-        return names
-
-    @overrides(Operations)
-    @fuse_op
-    def setxattr(self, path: str, name: str, value: bytes, options: int, position: int = 0) -> int:
-        if not name.startswith(XATTR_NAMESPACES):
-            raise FsError(errno.EOPNOTSUPP, f"xattr namespace of {name!r}")  # as local file systems do
-        fh = self._hidden_handle(path)
-        self.fs.setxattr(None if fh else path, name, value, options, caller(), fh)
-        self._sync_links(path)
-        return 0
-
-    @overrides(Operations)
-    @fuse_op
-    def removexattr(self, path: str, name: str) -> int:
-        fh = self._hidden_handle(path)
-        self.fs.removexattr(None if fh else path, name, caller(), fh)
-        self._sync_links(path)
-        return 0
-
-    def _hidden_handle(self, path: str | None) -> int | None:
-        """The open handle of a file unlinked while open, when ``path`` is libfuse's hidden name
-        for it (fgetxattr and the like come by path)."""
-        if path is not None and path in self._hidden:
-            return self._handle_of(self._hidden[path], path)
-        return None
-
-    # -- files ---------------------------------------------------------------------------------
-    @overrides(Operations)
-    @fuse_op
-    def create(self, path: str, mode: int, flags: int = os.O_WRONLY) -> int:
-        start = self._generation
-        fh = self.fs.create(path, mode, flags, caller())
-        if flags & os.O_APPEND:
-            self._append.add(fh)
-        st = self._track(fh, path)
-        if st is not None:
-            self._remember(path, st)
-            self._offer_reply(path, fh, st, start)  # libfuse's lookup after create asks for it
-        return fh
-
-    @overrides(Operations)
-    @fuse_op
-    def open(self, path: str, flags: int) -> int:
-        try:
-            fh = self.fs.open(path, flags, caller())
+            fh = self.fs.open(path, flags, self.caller(req))
         except FsError as e:
             if e.errno != errno.ENOENT:
                 raise
@@ -618,265 +440,168 @@ class DynlogOperations(Operations):
             # must then create the file (the kernel does not pass O_CREAT on): ESTALE makes the
             # kernel walk the path again with LOOKUP_REVAL, asking us, and then create or fail.
             raise FsError(errno.ESTALE, f"{path}: removed by another mount") from None
-        if flags & os.O_APPEND:
-            self._append.add(fh)
         try:
-            self._revalidate_kernel(path, fh)
-        except Exception:  # noqa: BLE001 - the open itself succeeded; never leak its handle
-            log.exception("fuse.revalidate_failed", path=path)
-        return fh
-
-    def _revalidate_kernel(self, path: str, fh: int) -> None:
-        """Close-to-open: if the file changed since the kernel last saw its attributes (another
-        mount wrote it), drop the kernel's cached attributes and pages before open returns."""
-        st = self._track(fh, path)
-        if st is None:
-            return
+            st = self.fs.getattr(None, fh)
+        except BaseException:
+            self.fs.release(fh)
+            raise
+        self._opened(fh, st["st_ino"], flags)
+        fi.contents.fh = fh
+        # Close-to-open: if the file changed since the kernel last saw its attributes (another
+        # mount wrote it), drop the kernel's cached attributes and pages before open returns.
         seen = self._seen.get(st["st_ino"])
-        self._remember(path, st)
-        if seen is not None and seen[1:] != (st["st_size"], st["st_mtime"]):
-            invalidate_path(path)
+        self._remember(st)
+        if seen is not None and seen != (st["st_size"], st["st_mtime"]):
+            self.invalidate(st["st_ino"])
 
-    @overrides(Operations)
-    @fuse_op
-    def read(self, path: str | None, size: int, offset: int, fh: int) -> bytes:
-        return self.fs.read(fh, size, offset)
+        def send(req: int) -> None:
+            if ll.reply_open(req, fi) != 0:  # interrupted: no release will come
+                self._closed_handle(fh)
+                self.fs.release(fh)
+        return send
 
-    @overrides(Operations)
-    @fuse_op
-    def write(self, path: str | None, data: bytes, offset: int, fh: int) -> int:
-        return self.fs.write(fh, data, offset, caller(), append=fh in self._append)
+    def op_read(self, req: int, ino: int, size: int, off: int, fi: Any) -> Reply:
+        data = self.fs.read(fi.contents.fh, size, off)
+        return lambda req: ll.reply_buf(req, data, len(data))
 
-    @overrides(Operations)
-    @fuse_op
-    def flush(self, path: str | None, fh: int) -> int:
-        self.fs.flush(fh, caller())
-        self._sync_links(fh=fh)
-        return 0
+    def op_write(self, req: int, ino: int, buf: int, size: int, off: int, fi: Any) -> Reply:
+        fh = fi.contents.fh
+        n = self.fs.write(fh, ctypes.string_at(buf, size), off, self.caller(req), append=fh in self._append)
+        return lambda req: ll.reply_write(req, n)
 
-    @overrides(Operations)
-    @fuse_op
-    def fsync(self, path: str | None, datasync: int, fh: int) -> int:
-        self.fs.fsync(fh, caller())
-        self._sync_links(fh=fh)
-        return 0
+    def op_flush(self, req: int, ino: int, fi: Any) -> Reply:
+        """close(2): commit the file, and drop the closing owner's fcntl locks (POSIX: any close
+        by the owner releases them; costs nothing unless it holds some)."""
+        f = fi.contents
+        who = self.caller(req)
+        self.fs.flush(f.fh, who)
+        self.fs.release_locks(f.fh, f.lock_owner, "p", who)
+        return OK
 
-    @overrides(Operations)
-    @fuse_op
-    def fsyncdir(self, path: str | None, datasync: int, fh: int) -> int:
+    def op_fsync(self, req: int, ino: int, datasync: int, fi: Any) -> Reply:
+        self.fs.fsync(fi.contents.fh, self.caller(req))
+        return OK
+
+    def _closed_handle(self, fh: int) -> None:
+        with self._lock:
+            self._append.discard(fh)
+            ino = self._fh_ino.pop(fh, None)
+            fhs = self._ino_fhs.get(ino) if ino is not None else None
+            if fhs is not None:
+                fhs.discard(fh)
+                if not fhs:
+                    del self._ino_fhs[ino]
+
+    def op_release(self, req: int, ino: int, fi: Any) -> Reply:
+        f = fi.contents
+        who = self.caller(req)
+        if f.flock_release:
+            # the last close of an open file description that took a flock lock: it goes with it
+            try:
+                self.fs.release_locks(f.fh, f.lock_owner, "f", who)
+            except Exception as e:  # noqa: BLE001 - the release itself must go on; the lease is the floor
+                log.warning("fuse.flock_release_failed", fh=f.fh, error=str(e))
+        self._closed_handle(f.fh)
+        self.fs.release(f.fh, who)
+        return OK
+
+    def op_fallocate(self, req: int, ino: int, mode: int, off: int, length: int, fi: Any) -> Reply:
+        self.fs.fallocate(fi.contents.fh, mode, off, length, self.caller(req))
+        return OK
+
+    # -- directories -----------------------------------------------------------------------------
+    def op_opendir(self, req: int, ino: int, fi: Any) -> Reply:
+        path = self._path(ino)
+        if not stat.S_ISDIR(self.fs.getattr(path)["st_mode"]):
+            raise FsError(errno.ENOTDIR, path)
+        fh = next(self._dir_fh)
+        self._dirs[fh] = DirHandle(ino, path)
+        fi.contents.fh = fh
+        return lambda req: ll.reply_open(req, fi)
+
+    def op_readdir(self, req: int, ino: int, size: int, off: int, fi: Any) -> Reply:
+        d = self._dirs.get(fi.contents.fh)
+        if d is None:
+            raise FsError(errno.EBADF, "no such directory handle")
+        if off == 0:  # (re)started: list it now, and serve later offsets from this listing
+            d.path = self.inodes.path(ino) or d.path
+            parent = self._parent_of(ino)
+            d.entries = [(n, a["st_mode"], a["st_ino"]) if a is not None
+                         else (n, stat.S_IFDIR, ino if n == "." else parent)
+                         for n, a in self.fs.readdir(d.path)]
+        buf = ctypes.create_string_buffer(size)
+        base = ctypes.addressof(buf)
+        pos = 0
+        st = mfusepy.c_stat()
+        for i in range(off, len(d.entries)):
+            name, mode, child = d.entries[i]
+            st.st_ino, st.st_mode = child, mode
+            n = ll.add_direntry(req, base + pos, size - pos, os.fsencode(name), ctypes.byref(st), i + 1)
+            if n > size - pos:
+                break
+            pos += n
+        return lambda req: ll.reply_buf(req, buf, pos)
+
+    def _parent_of(self, ino: int) -> int:
+        path = self.inodes.path(ino)
+        if ino == ROOT_INO or path is None:
+            return ROOT_INO
+        try:
+            return self.fs.getattr(path.rpartition("/")[0] or "/")["st_ino"]
+        except FsError:
+            return ROOT_INO
+
+    def op_releasedir(self, req: int, ino: int, fi: Any) -> Reply:
+        self._dirs.pop(fi.contents.fh, None)
+        return OK
+
+    def op_fsyncdir(self, req: int, ino: int, datasync: int, fi: Any) -> Reply:
         """fsync of a directory (and syncfs through it): commit the write-behind queues."""
         self.fs.syncfs()
-        return 0
+        return OK
 
-    @overrides(Operations)
-    @fuse_op
-    def release(self, path: str | None, fh: int) -> int:
-        self._append.discard(fh)
-        with self._lock:
-            ino = self._fh_ino.pop(fh, None)
-            if ino is not None:
-                if len(self._released) >= SEEN_MAX:
-                    self._released.clear()
-                self._released[ino] = time.monotonic()
-        self.fs.release(fh, caller())
-        return 0
-
-    # -- locks ---------------------------------------------------------------------------------
-    @overrides(Operations)
-    @fuse_op
-    def lock(self, path: str | None, fh: int, cmd: int, lock: Any, owner: int = 0) -> int:
-        """fcntl byte-range locks, seen by every mount. libfuse also calls this with F_UNLCK over
-        the whole file on every close (POSIX: any close by the owner releases its locks)."""
-        lk = lock.contents
+    # -- locks -----------------------------------------------------------------------------------
+    def op_getlk(self, req: int, ino: int, fi: Any, lock: Any) -> Reply:
+        f, lk = fi.contents, lock.contents
         start = lk.l_start
         end = EOF_ if lk.l_len == 0 else start + lk.l_len
-        if cmd == fcntl.F_GETLK:
-            blocker = self.fs.getlk(fh, owner, LOCK_TYPES.get(lk.l_type, "w"), start, end)
-            if blocker is None:
-                lk.l_type = fcntl.F_UNLCK
-            else:
-                lk.l_type = fcntl.F_WRLCK if blocker.type == "w" else fcntl.F_RDLCK
-                lk.l_whence = os.SEEK_SET
-                lk.l_start = blocker.start
-                lk.l_len = 0 if blocker.end >= EOF_ else blocker.end - blocker.start
-                lk.l_pid = blocker.pid
-            return 0
+        blocker = self.fs.getlk(f.fh, f.lock_owner, LOCK_TYPES.get(lk.l_type, "w"), start, end)
+        if blocker is None:
+            lk.l_type = fcntl.F_UNLCK
+        else:
+            lk.l_type = fcntl.F_WRLCK if blocker.type == "w" else fcntl.F_RDLCK
+            lk.l_whence = os.SEEK_SET
+            lk.l_start = blocker.start
+            lk.l_len = 0 if blocker.end >= EOF_ else blocker.end - blocker.start
+            lk.l_pid = blocker.pid
+        return lambda req: ll.reply_lock(req, lock)
+
+    def op_setlk(self, req: int, ino: int, fi: Any, lock: Any, sleep: int) -> Reply:
+        """fcntl byte-range locks, seen by every mount."""
+        f, lk = fi.contents, lock.contents
+        start = lk.l_start
+        end = EOF_ if lk.l_len == 0 else start + lk.l_len
         type_ = LOCK_TYPES.get(lk.l_type)
         if type_ is None:
             raise FsError(errno.EINVAL, f"lock type {lk.l_type}")
         if type_ == "u" and start == 0 and end == EOF_:
-            self.fs.release_locks(fh, owner, "p", caller())  # no request unless it holds some
-            return 0
-        self._set_lock(fh, owner, type_, start, end, cmd == fcntl.F_SETLKW, "p")
-        return 0
+            self.fs.release_locks(f.fh, f.lock_owner, "p", self.caller(req))
+            return OK
+        self._set_lock(req, ino, f.fh, f.lock_owner, type_, start, end, bool(sleep), "p")
+        return OK
 
-    @overrides(Operations)
-    @fuse_op
-    def flock(self, path: str | None, fh: int, op: int, owner: int = 0) -> int:
+    def op_flock(self, req: int, ino: int, fi: Any, op: int) -> Reply:
         """BSD flock: whole-file, per open file description (the kernel's lock owner)."""
+        f = fi.contents
         if op & fcntl.LOCK_UN:
-            self.fs.release_locks(fh, owner, "f", caller())
-            return 0
+            self.fs.release_locks(f.fh, f.lock_owner, "f", self.caller(req))
+            return OK
         type_ = "w" if op & fcntl.LOCK_EX else "r"
-        self._set_lock(fh, owner, type_, 0, EOF_, not op & fcntl.LOCK_NB, "f")
-        return 0
+        self._set_lock(req, ino, f.fh, f.lock_owner, type_, 0, EOF_, not op & fcntl.LOCK_NB, "f")
+        return OK
 
-    def release_flock(self, fh: int, owner: int) -> None:
-        """The last close of an open file description that took a flock lock: the kernel's
-        release carries FUSE_RELEASE_FLOCK_UNLOCK and the description's lock owner, and the lock
-        goes with it (flock(2)). libfuse's high-level API leaves this to the file system."""
-        try:
-            self.fs.release_locks(fh, owner, "f", caller())
-        except Exception as e:  # noqa: BLE001 - the release itself must go on; the lease is the floor
-            log.warning("fuse.flock_release_failed", fh=fh, error=str(e))
-
-    def _set_lock(self, fh: int, owner: int, type_: str, start: int, end: int, wait: bool, kind: str) -> None:
-        who = caller()
+    def _set_lock(self, req: int, ino: int, fh: int, owner: int, type_: str, start: int, end: int,
+                  wait: bool, kind: str) -> None:
+        who = self.caller(req)
         if self.fs.setlk(fh, owner, type_, start, end, who.pid, wait, kind, who):
-            st = self.fs.getattr(None, fh)  # the file changed elsewhere: drop the kernel's pages
-            seen = self._seen.get(st["st_ino"])
-            if seen is not None:
-                invalidate_path(seen[0])
-
-    @overrides(Operations)
-    @fuse_op
-    def fallocate(self, path: str | None, mode: int, offset: int, size: int, fh: int) -> int:
-        self.fs.fallocate(fh, mode, offset, size, caller())
-        return 0
-
-
-_fuse_invalidate_path = getattr(mfusepy._libfuse, "fuse_invalidate_path", None)  # libfuse >= 3.1
-if _fuse_invalidate_path is not None:
-    _fuse_invalidate_path.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-    _fuse_invalidate_path.restype = ctypes.c_int
-
-
-def invalidate_path(path: str, fuse_ptr: int | None = None) -> None:
-    """Ask the kernel to drop its cached attributes and pages of ``path`` (libfuse's
-    fuse_invalidate_path; a path libfuse does not know is no error). ``fuse_ptr`` is the
-    struct fuse *; without it this must run inside a callback, to take it from the context."""
-    if _fuse_invalidate_path is None:
-        return
-    if fuse_ptr is None:
-        fuse_ptr = mfusepy._libfuse.fuse_get_context().contents.fuse
-    rc = _fuse_invalidate_path(fuse_ptr, os.fsencode(path))
-    if rc not in (0, -errno.ENOENT):
-        log.debug("fuse.invalidate_failed", path=path, rc=rc)
-
-
-def is_hidden_name(path: str) -> bool:
-    """libfuse's name for a file unlinked while open: .fuse_hidden + 16 hex digits."""
-    name = path.rpartition("/")[2]
-    return (len(name) == 28 and name.startswith(".fuse_hidden")
-            and all(c in "0123456789abcdef" for c in name[12:]))
-
-
-_ZERO_STAT = mfusepy.c_stat()
-
-
-def fill_stat(buf: Any, attrs: dict[str, int]) -> None:
-    """Write FileSystem's stat dict (times in ns) into libfuse's ``struct stat``: every field
-    libfuse passes on to the kernel (convert_stat), the rest zeroed. Zeroed by assigning a zero
-    struct, not ctypes.memset: a foreign call releases the GIL and has to win it back."""
-    buf[0] = _ZERO_STAT
-    st = buf.contents
-    st.st_mode = attrs["st_mode"]
-    st.st_ino = attrs["st_ino"]
-    st.st_nlink = attrs["st_nlink"]
-    st.st_uid = attrs["st_uid"]
-    st.st_gid = attrs["st_gid"]
-    st.st_size = attrs["st_size"]
-    st.st_rdev = attrs.get("st_rdev", 0)
-    st.st_blocks = attrs.get("st_blocks", 0)
-    st.st_blksize = attrs.get("st_blksize", 0)
-    ts = st.st_atimespec
-    ts.tv_sec, ts.tv_nsec = divmod(attrs["st_atime"], 10**9)
-    ts = st.st_mtimespec
-    ts.tv_sec, ts.tv_nsec = divmod(attrs["st_mtime"], 10**9)
-    ts = st.st_ctimespec
-    ts.tv_sec, ts.tv_nsec = divmod(attrs["st_ctime"], 10**9)
-
-
-def _timespec_value(ts: Any) -> int | str | None:
-    if ts.tv_nsec == UTIME_NOW_NSEC:
-        return UTIME_NOW
-    if ts.tv_nsec == UTIME_OMIT_NSEC:
-        return None
-    return ts.tv_sec * 10**9 + ts.tv_nsec
-
-
-class DynlogFUSE(mfusepy.FUSE):
-    """mfusepy.FUSE with the libfuse 3 callbacks it simplifies passed through whole: rename
-    keeps its flags (RENAME_NOREPLACE, RENAME_EXCHANGE), utimens keeps UTIME_NOW/UTIME_OMIT and
-    the file handle, chmod/chown/truncate keep the file handle (their path is None under
-    nullpath_ok when the kernel sends one), opendir hands out our directory handles."""
-
-    def _dec(self, path: bytes | None) -> str | None:
-        return None if path is None else path.decode(self.encoding, self.errors)
-
-    @staticmethod
-    def _fh(fip: Any) -> int | None:
-        return fip.contents.fh if fip else None
-
-    # The three callbacks below replace mfusepy's versions on tar's hot path (about 8 getattrs, 2
-    # getxattrs and a create per small file): mfusepy fills the stat field by field through
-    # getattr/setattr on names, asks inspect.signature on every create, and turns the ENODATA of
-    # an xattr that is not there into an exception that it logs and formats at debug level.
-    def getattr_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
-        attrs = self.operations.getattr(self._dec(path), self._fh(fip))
-        fill_stat(buf, attrs)
-        return 0
-
-    def create(self, path: bytes, mode: int, fip: Any) -> int:
-        fi = fip.contents
-        fi.fh = self.operations.create(self._dec(path), mode, fi.flags)
-        return 0
-
-    def getxattr(self, path: bytes, name: bytes, value: Any, size: int, *args: Any) -> int:
-        ret = self.operations.xattr_value(self._dec(path), self._dec(name))
-        if ret is None:
-            return -errno.ENODATA
-        if not value:
-            return len(ret)  # a size query
-        if len(ret) > size:
-            return -errno.ERANGE
-        ctypes.memmove(value, ret, len(ret))
-        return len(ret)
-
-    def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
-        return self.operations.rename(self._dec(old), self._dec(new), flags)
-
-    def utimens_fuse_3(self, path: bytes | None, buf: Any, fip: Any) -> int:
-        times = (_timespec_value(buf.contents.actime), _timespec_value(buf.contents.modtime)) if buf else None
-        return self.operations.utimens(self._dec(path), times, self._fh(fip))
-
-    def chmod_fuse_3(self, path: bytes | None, mode: int, fip: Any) -> int:
-        return self.operations.chmod(self._dec(path), mode, self._fh(fip))
-
-    def chown_fuse_3(self, path: bytes | None, uid: int, gid: int, fip: Any) -> int:
-        if mfusepy.c_uid_t(uid + 1).value == 0:
-            uid = -1
-        if mfusepy.c_gid_t(gid + 1).value == 0:
-            gid = -1
-        return self.operations.chown(self._dec(path), uid, gid, self._fh(fip))
-
-    def truncate_fuse_3(self, path: bytes | None, length: int, fip: Any) -> int:
-        return self.operations.truncate(self._dec(path), length, self._fh(fip))
-
-    def opendir(self, path: bytes, fip: Any) -> int:
-        fip.contents.fh = self.operations.opendir(self._dec(path))
-        return 0
-
-    def lock(self, path: bytes | None, fip: Any, cmd: int, lock: Any) -> int:
-        fi = fip.contents
-        return self.operations.lock(self._dec(path), fi.fh, cmd, lock, fi.lock_owner)
-
-    def flock(self, path: bytes | None, fip: Any, op: int) -> int:
-        fi = fip.contents
-        return self.operations.flock(self._dec(path), fi.fh, op, fi.lock_owner)
-
-    def release(self, path: bytes | None, fip: Any) -> int:
-        fi = fip.contents
-        if fi.flock_release:
-            self.operations.release_flock(fi.fh, fi.lock_owner)
-        return super().release(path, fip)
+            self.invalidate(ino)  # the file changed elsewhere: drop the kernel's pages

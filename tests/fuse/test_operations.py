@@ -1,24 +1,53 @@
-"""The FUSE layer without a kernel: the errno table, error mapping, option parsing, helpers."""
+"""The FUSE layer without a kernel: the errno table, the callbacks' error boundary and replies,
+option parsing, helpers. Replies are captured instead of sent (``replies``)."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
-import types
+import os
+import stat
+from pathlib import Path
+from typing import Any, Iterator
 
+import mfusepy
 import pytest
 import structlog
 
 from dynlog.cli.mountcmd import format_options, parse_options
+from dynlog.core.attrs import Caller
+from dynlog.core.filesystem import UTIME_NOW, FileSystem
+from dynlog.core.superblock import mkfs
 from dynlog.errors import FsError, JournalConflict, QuietError, StoreError, TransientStoreError
+from dynlog.fuse import lowlevel as ll
 from dynlog.fuse import mounttab
-from dynlog.fuse.operations import (UTIME_NOW_NSEC, UTIME_OMIT_NSEC, DynlogOperations, FuseOSError,
-                                    _timespec_value, errno_of, is_hidden_name)
+from dynlog.fuse.kernel import errno_of
+from dynlog.fuse.operations import DynlogOperations
+from dynlog.schema import ROOT_INO
+from dynlog.store.sqlite import SqliteStore
+
+REQ = 0x1234  # a request pointer libfuse would pass; never dereferenced here
+
+
+@pytest.fixture
+def replies(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[Any, ...]]]:
+    """Every reply the callbacks make, as (libfuse function, arguments after the request)."""
+    sent: list[tuple[str, tuple[Any, ...]]] = []
+    for name in ("reply_err", "reply_none", "reply_entry", "reply_create", "reply_attr", "reply_open", "reply_buf",
+                 "reply_xattr", "reply_readlink", "reply_write"):
+        monkeypatch.setattr(ll, name, lambda req, *a, _n=name: sent.append((_n, a)) or 0)
+    monkeypatch.setattr(ll, "request_context", lambda req: (0, 0, os.getpid()))
+    return sent
+
+
+def call(ops: DynlogOperations, op: str, *args: Any) -> None:
+    """Run one callback as libfuse would."""
+    ops.callbacks()[op](REQ, *args)
 
 
 @pytest.mark.parametrize("exc, code", [
     (FsError(errno.ENOENT, "x"), errno.ENOENT),
     (FsError(errno.ENAMETOOLONG), errno.ENAMETOOLONG),
-    (FuseOSError(errno.EPERM), errno.EPERM),
     (JournalConflict(), errno.EAGAIN),
     (TransientStoreError("throttled"), errno.EIO),
     (StoreError("table gone"), errno.EIO),
@@ -36,38 +65,108 @@ class ExplodingFS:
         return boom
 
 
-def test_unexpected_errors_are_logged_and_become_eio() -> None:
+def test_unexpected_errors_are_logged_and_become_eio(replies: list) -> None:
     ops = DynlogOperations(ExplodingFS())  # type: ignore[arg-type]
     with structlog.testing.capture_logs() as logs:
-        with pytest.raises(FuseOSError) as ei:
-            ops.readlink("/x")
-    assert ei.value.errno == errno.EIO
+        call(ops, "readlink", ROOT_INO)
+    assert replies == [("reply_err", (errno.EIO,))]
     assert [e["event"] for e in logs] == ["fuse.unexpected_error"] and logs[0]["op"] == "readlink"
 
 
-def test_fs_errors_pass_through_quietly() -> None:
+def test_fs_errors_pass_through_quietly(replies: list) -> None:
     class FS:
         def readlink(self, path: str) -> str:
             raise FsError(errno.EINVAL, path)
 
     ops = DynlogOperations(FS())  # type: ignore[arg-type]
     with structlog.testing.capture_logs() as logs:
-        with pytest.raises(FuseOSError) as ei:
-            ops.readlink("/x")
-    assert ei.value.errno == errno.EINVAL and logs == []
+        call(ops, "readlink", ROOT_INO)
+    assert replies == [("reply_err", (errno.EINVAL,))] and logs == []
 
 
-def test_timespec_sentinels() -> None:
-    ts = types.SimpleNamespace
-    assert _timespec_value(ts(tv_sec=0, tv_nsec=UTIME_NOW_NSEC)) == "now"
-    assert _timespec_value(ts(tv_sec=0, tv_nsec=UTIME_OMIT_NSEC)) is None
-    assert _timespec_value(ts(tv_sec=3, tv_nsec=7)) == 3_000_000_007
+def test_an_inode_with_no_name_left_is_a_stale_handle(replies: list) -> None:
+    ops = DynlogOperations(ExplodingFS())  # type: ignore[arg-type]
+    call(ops, "readlink", 99)  # never looked up (or forgotten): the kernel's handle is stale
+    assert replies == [("reply_err", (errno.ESTALE,))]
 
 
-def test_hidden_names() -> None:
-    assert is_hidden_name("/d/.fuse_hidden0000000200000001")
-    assert not is_hidden_name("/d/.fuse_hidden")
-    assert not is_hidden_name("/d/.fuse_hiddenXXXXXXXXXXXXXXXX")
+@pytest.fixture
+def ops(tmp_path: Path) -> Iterator[DynlogOperations]:
+    """The callbacks over a FileSystem on a local store."""
+    s = SqliteStore(str(tmp_path / "fs.db"))
+    s.create_tables()
+    mkfs(s, uid=0, gid=0)
+    fs = FileSystem(s, session="ops1")
+    yield DynlogOperations(fs)
+    fs.close()
+
+
+def created(ops: DynlogOperations, replies: list, name: bytes) -> tuple[int, int]:
+    """create ``name`` in the root: (inode, handle)."""
+    fi = ll.FileInfo()
+    fi.flags = os.O_WRONLY | os.O_CREAT
+    call(ops, "create", ROOT_INO, name, 0o644, ctypes.pointer(fi))
+    kind, (entry, _) = replies.pop()
+    assert kind == "reply_create"
+    return entry._obj.ino, fi.fh
+
+
+def test_create_counts_a_lookup_and_forget_gives_it_back(ops: DynlogOperations, replies: list) -> None:
+    ino, fh = created(ops, replies, b"f")
+    assert ops.inodes.path(ino) == "/f"
+    call(ops, "lookup", ROOT_INO, b"f")
+    assert replies.pop()[0] == "reply_entry"
+    call(ops, "forget", ino, 1)
+    assert replies.pop() == ("reply_none", ()) and ops.inodes.knows(ino)  # one lookup left
+    call(ops, "forget", ino, 1)
+    assert not ops.inodes.knows(ino) and ops.inodes.path(ino) is None
+
+
+def test_getxattr_answers_without_an_exception(ops: DynlogOperations, replies: list) -> None:
+    ino, fh = created(ops, replies, b"f")
+    call(ops, "getxattr", ino, b"security.capability", 0)
+    assert replies.pop() == ("reply_err", (errno.ENODATA,))
+    ops.fs.setxattr("/f", "user.k", b"value", 0, Caller(0, 0, os.getpid()))
+    call(ops, "getxattr", ino, b"user.k", 0)
+    assert replies.pop() == ("reply_xattr", (5,))  # a size query
+    call(ops, "getxattr", ino, b"user.k", 3)
+    assert replies.pop() == ("reply_err", (errno.ERANGE,))
+    call(ops, "getxattr", ino, b"user.k", 8)
+    assert replies.pop() == ("reply_buf", (b"value", 5))
+
+
+def test_an_open_file_unlinked_is_still_reached_through_its_handle(ops: DynlogOperations, replies: list) -> None:
+    ino, fh = created(ops, replies, b"f")
+    call(ops, "unlink", ROOT_INO, b"f")
+    assert replies.pop() == ("reply_err", (0,))
+    assert ops.inodes.path(ino) is None
+    call(ops, "getattr", ino, None)  # fstat: the kernel sends no handle
+    kind, (st, _) = replies.pop()
+    assert kind == "reply_attr" and st._obj.st_nlink == 0 and st._obj.st_ino == ino
+    attr = mfusepy.c_stat()
+    attr.st_mode = stat.S_IFREG | 0o600
+    call(ops, "setattr", ino, ctypes.pointer(attr), ll.SET_ATTR_MODE, None)  # fchmod: no handle either
+    kind, (st, _) = replies.pop()
+    assert kind == "reply_attr" and stat.S_IMODE(st._obj.st_mode) == 0o600
+
+
+def test_setattr_passes_the_kernels_time_bits_on(replies: list) -> None:
+    seen: list[tuple[Any, Any]] = []
+
+    class FS:
+        def utimens(self, path: str | None, atime: Any, mtime: Any, caller: Any, fh: Any) -> dict[str, int]:
+            seen.append((atime, mtime))
+            return {"st_mode": stat.S_IFREG, "st_ino": 2, "st_nlink": 1, "st_uid": 0, "st_gid": 0, "st_size": 0,
+                    "st_atime": 0, "st_mtime": 0, "st_ctime": 0}
+
+    ops = DynlogOperations(FS())  # type: ignore[arg-type]
+    ops.inodes.learned(2, ROOT_INO, "f", is_dir=False)
+    attr = mfusepy.c_stat()
+    attr.st_mtimespec.tv_sec, attr.st_mtimespec.tv_nsec = 3, 7
+    call(ops, "setattr", 2, ctypes.pointer(attr), ll.SET_ATTR_MTIME, None)  # utimensat(atime OMIT)
+    call(ops, "setattr", 2, ctypes.pointer(attr), ll.SET_ATTR_ATIME | ll.SET_ATTR_ATIME_NOW, None)
+    assert seen == [(None, 3_000_000_007), (UTIME_NOW, None)]
+    assert [r[0] for r in replies] == ["reply_attr", "reply_attr"]
 
 
 def test_parse_options() -> None:
@@ -82,6 +181,8 @@ def test_parse_options() -> None:
     assert parse_options(["bogus"], sloppy=True).fuse == {}
     with pytest.raises(QuietError, match="freshness"):
         parse_options(["freshness=sometimes"])
+    with pytest.raises(QuietError, match="max_threads"):
+        parse_options(["max_threads=lots"])
 
 
 def test_mountinfo_unescape() -> None:

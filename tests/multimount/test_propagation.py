@@ -19,8 +19,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import pytest
-
 from dynlog.fuse import mounttab
 
 from .conftest import BOUND, POLL, daemon_errors
@@ -119,14 +117,10 @@ def test_changes_on_one_mount_show_on_the_others(fs_source, mount_all) -> None:
         assert daemon_errors(m) == [], m.log_text()[-3000:]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "libfuse's high-level API (3.14) write-locks both rename paths in get_path2() with no "
-    "self-deadlock check: when the kernel sends RENAME(dir/p -> dir/p) both paths are the same "
-    "libfuse node and the request waits for itself forever. The kernel answers rename(p, p) "
-    "itself unless the target's revalidation fails, which is what a name removed by another "
-    "mount makes it do. Needs libfuse's low-level API (or a fixed libfuse); stress test avoids "
-    "rename onto itself/ancestor/descendant"))
 def test_rename_onto_itself_after_a_remote_unlink(fs_source, mount_all) -> None:
+    """rename(p, p) reaches the daemon when the kernel's entry for p fails revalidation (another
+    mount removed the name). libfuse 3.14's high-level API locked both paths, the same node, and
+    waited for itself forever; served through the low-level API it answers."""
     a, b = (Path(m.path) for m in mount_all(fs_source, 2))
     (a / "p").write_bytes(b"x")
     observe([b], lambda r: "p" in os.listdir(r))
