@@ -288,7 +288,11 @@ class Committer:
                             failed.append((p, e))
                     if restart:
                         continue
-                    if failed and not refreshed_for_error and time.monotonic() - view.validated >= 0.05:
+                    # A refusal read from a view older than 50 ms is checked against the journal's
+                    # tail first. Not a NeedJournal: that says which journals the operation spans,
+                    # and the transaction it moves to validates on its own.
+                    refused = any(isinstance(e, FsError) for _, e in failed)
+                    if refused and not refreshed_for_error and time.monotonic() - view.validated >= 0.05:
                         refreshed_for_error = True
                         self.cache.refresh(view)
                         continue

@@ -142,3 +142,22 @@ def test_rename_onto_itself_after_a_remote_unlink(fs_source, mount_all) -> None:
                 mounttab.abort_connection(entry)
             child.kill()
             child.wait(timeout=10)
+
+
+def test_a_file_open_here_that_another_mount_unlinks_keeps_answering_fstat(fs_source, mount_all) -> None:
+    """The kernel names an open file by its inode: once another mount has unlinked the name and
+    the kernel's cached attributes have expired, fstat(2) is still answered (through the open
+    handle), and the bytes still read."""
+    a, b = (Path(m.path) for m in mount_all(fs_source, 2))
+    (a / "f").write_bytes(b"kept")
+    observe([b], lambda r: "f" in os.listdir(r))
+    fd = os.open(b / "f", os.O_RDONLY)
+    try:
+        os.unlink(a / "f")
+        observe([b], lambda r: "f" not in os.listdir(r))
+        time.sleep(1.2)  # past attr_timeout: the kernel asks the daemon again
+        st = os.fstat(fd)
+        assert st.st_size == 4
+        assert os.pread(fd, 4, 0) == b"kept"
+    finally:
+        os.close(fd)

@@ -111,10 +111,14 @@ class Worker:
             self.ops.append(op)
 
 
-def walk(root: Path) -> dict[str, tuple]:
-    """path -> ("d",) or ("f", bytes) for everything under root."""
+def walk(root: Path, errors: list[str] | None = None) -> dict[str, tuple]:
+    """path -> ("d",) or ("f", bytes) for everything under root. A directory that cannot be
+    listed is left out (its error goes to ``errors``)."""
     out: dict[str, tuple] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
+    def note(e: OSError) -> None:
+        if errors is not None:
+            errors.append(f"{os.path.relpath(e.filename, root)}: {e.strerror}")
+    for dirpath, dirnames, filenames in os.walk(root, onerror=note):
         rel = os.path.relpath(dirpath, root)
         for d in dirnames:
             out[os.path.normpath(os.path.join(rel, d))] = ("d",)
@@ -316,8 +320,9 @@ def stress(fs_source, mounts) -> None:
     # 1. every mount shows the same tree and the same bytes (after the feed has caught up)
     settle = time.monotonic()
     while True:
+        walk_errors: list[list[str]] = [[], [], []]
         try:
-            trees = [walk(r) for r in roots]
+            trees = [walk(r, e) for r, e in zip(roots, walk_errors)]
         except FileNotFoundError:  # listed, then gone: a write-behind queue was being committed
             trees = []
         if trees and trees[0] == trees[1] == trees[2]:
@@ -326,7 +331,8 @@ def stress(fs_source, mounts) -> None:
             assert trees, "names kept vanishing between a listing and reading them for 15 s"
             diff = {p: [t.get(p, ("-",))[0] for t in trees] for p in set().union(*trees)
                     if len({repr(t.get(p)) for t in trees}) > 1}
-            raise AssertionError(f"mounts disagree after 15 s: {dict(list(diff.items())[:20])}\n{what_mounts_said(mounts)}")
+            raise AssertionError(f"mounts disagree after 15 s: {dict(list(diff.items())[:20])}\n"
+                                 f"directories a mount could not list: {walk_errors}\n{what_mounts_said(mounts)}")
         time.sleep(0.2)
     tree = trees[0]
     print(f"  mounts agreed after {time.monotonic() - settle:.2f} s: "
