@@ -170,12 +170,12 @@ class DynlogOperations:
         return path, fh
 
     def _stat_of(self, ino: int) -> dict[str, int]:
-        """The attributes of ``ino`` for the kernel's GETATTR without a handle."""
+        """The attributes of node ``ino`` for the kernel's GETATTR without a handle."""
         path = self.inodes.path(ino)
         if path is not None:
             try:
                 st = self.fs.lookup(path)
-                if st["st_ino"] == ino:
+                if st["st_ino"] == self.inodes.ino_of(ino):
                     return st
             except FsError as e:
                 if e.errno not in GONE:
@@ -198,14 +198,14 @@ class DynlogOperations:
         return lambda req: ll.reply_attr(req, ctypes.byref(buf), timeout)
 
     def _entry(self, parent: int, name: str, st: dict[str, int]) -> ll.EntryParam:
-        """An entry for the kernel, counted as one lookup of it (given back if the reply fails)."""
+        """An entry for the kernel, counted as one lookup of its node (given back if the reply
+        fails)."""
         self._remember(st)
         e = ll.EntryParam()
-        e.ino = st["st_ino"]
         fill_stat(ctypes.pointer(e.attr), st)
         e.attr_timeout = self.attr_timeout
         e.entry_timeout = self.entry_timeout
-        self.inodes.learned(e.ino, parent, name, stat.S_ISDIR(st["st_mode"]))
+        e.ino = self.inodes.learned(st["st_ino"], parent, name, stat.S_ISDIR(st["st_mode"]))
         return e
 
     def _entry_reply(self, parent: int, name: str, st: dict[str, int]) -> Reply:
@@ -217,13 +217,14 @@ class DynlogOperations:
         return send
 
     def invalidate(self, ino: int) -> None:
-        """Drop the kernel's cached attributes and pages of ``ino`` (if it holds any)."""
+        """Drop the kernel's cached attributes and pages of inode ``ino`` (if it holds any)."""
         se = self.session.handle if self.session is not None else None
-        if se is None or self._closed or not self.inodes.knows(ino):
+        if se is None or self._closed:
             return
-        rc = ll.notify_inval_inode(se, ino, 0, 0)
-        if rc not in (0, -errno.ENOENT):
-            log.debug("fuse.invalidate_failed", ino=ino, rc=rc)
+        for nodeid in self.inodes.nodeids(ino):
+            rc = ll.notify_inval_inode(se, nodeid, 0, 0)
+            if rc not in (0, -errno.ENOENT):
+                log.debug("fuse.invalidate_failed", ino=ino, nodeid=nodeid, rc=rc)
 
     def on_invalidate(self, jid: str | None, names: list[str]) -> None:
         """The change feed saw remote changes to journal ``jid`` (``d/<ino>`` or ``i/<ino>``),
@@ -527,7 +528,7 @@ class DynlogOperations:
             d.path = self.inodes.path(ino) or d.path
             parent = self._parent_of(ino)
             d.entries = [(n, a["st_mode"], a["st_ino"]) if a is not None
-                         else (n, stat.S_IFDIR, ino if n == "." else parent)
+                         else (n, stat.S_IFDIR, self.inodes.ino_of(ino) if n == "." else parent)
                          for n, a in self.fs.readdir(d.path)]
         buf = ctypes.create_string_buffer(size)
         base = ctypes.addressof(buf)
@@ -604,4 +605,4 @@ class DynlogOperations:
                   wait: bool, kind: str) -> None:
         who = self.caller(req)
         if self.fs.setlk(fh, owner, type_, start, end, who.pid, wait, kind, who):
-            self.invalidate(ino)  # the file changed elsewhere: drop the kernel's pages
+            self.invalidate(self.inodes.ino_of(ino))  # the file changed elsewhere: drop the kernel's pages

@@ -44,11 +44,27 @@ def test_a_hard_link_answers_to_its_latest_name_and_keeps_the_others() -> None:
     assert t.path(3) is None and t.knows(3)  # unlinked while the kernel holds it
 
 
-def test_a_directory_has_one_name() -> None:
+def test_a_directory_found_at_a_new_place_gets_a_node_of_its_own_there() -> None:
+    """Another mount moved /d to /e. The kernel may still hold /d's entry: seen at /e under the
+    same node id, it would refuse the lookup (ELOOP) when the old entry looks like an ancestor."""
     t = table()
-    t.learned(2, ROOT_INO, "e", is_dir=True)  # another mount renamed /d to /e; a lookup found it
-    assert t.path(2) == "/e" and t.path(3) == "/e/f"
-    assert t.child(ROOT_INO, "d") is None
+    e = t.learned(2, ROOT_INO, "e", is_dir=True)
+    assert e != 2 and t.ino_of(e) == 2 and t.path(e) == "/e"
+    assert t.path(2) == "/d"  # the old node keeps its place: it answers ESTALE until forgotten
+    assert sorted(t.nodeids(2)) == sorted([2, e])
+    assert t.learned(2, ROOT_INO, "e", is_dir=True) == e  # the same place: the same node
+    f = t.learned(3, e, "f", is_dir=False)
+    assert f == 3 and t.path(3) == "/e/f"  # a file is one node whatever its names
+    t.forget(2, 1)
+    assert t.nodeids(2) == [e] and t.child(e, "f") == 3
+    t.forget(e, 2)
+    assert t.nodeids(2) == []
+
+
+def test_a_rename_through_this_mount_keeps_the_node() -> None:
+    t = table()
+    t.moved(ROOT_INO, "d", ROOT_INO, "e")
+    assert t.path(2) == "/e" and t.learned(2, ROOT_INO, "e", is_dir=True) == 2
 
 
 def test_a_name_given_to_another_inode_leaves_the_old_one() -> None:
@@ -72,9 +88,10 @@ def test_rename_exchange_swaps_the_names() -> None:
     assert t.path(2) == "/x" and t.path(5) == "/d" and t.path(3) == "/x/f"
 
 
-def test_a_cycle_of_stale_names_has_no_path() -> None:
+def test_a_directory_seen_below_itself_makes_no_cycle() -> None:
+    """What two mounts' moves, seen half each, can show: /a/b, then /a found inside b."""
     t = KernelInodes()
     t.learned(2, ROOT_INO, "a", is_dir=True)
     t.learned(3, 2, "b", is_dir=True)
-    t.learned(2, 3, "a", is_dir=True)  # what two mounts' moves, seen half each, can leave
-    assert t.path(3) is None and t.path(2) is None
+    a2 = t.learned(2, 3, "a", is_dir=True)
+    assert t.path(a2) == "/a/b/a" and t.path(2) == "/a" and t.path(3) == "/a/b"
