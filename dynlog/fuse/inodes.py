@@ -63,6 +63,8 @@ class KernelInodes:
 
     def nodeids(self, ino: int) -> list[int]:
         """The node ids the kernel may hold for inode ``ino``."""
+        if ino == ROOT_INO:
+            return [ROOT_INO]
         with self._lock:
             return list(self._dir_nodes.get(ino, ())) or ([ino] if ino in self._nodes else [])
 

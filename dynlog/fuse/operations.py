@@ -32,7 +32,7 @@ import itertools
 import os
 import stat
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import mfusepy
@@ -63,7 +63,7 @@ GONE = (errno.ENOENT, errno.ENOTDIR, errno.ESTALE)
 class DirHandle:
     ino: int
     path: str
-    entries: list[tuple[str, int, int]] = field(default_factory=list)  # (name, mode, ino) from readdir
+    entries: list[tuple[str, int, int]] | None = None  # (name, mode, ino) as readdir listed them
 
 
 def _name(raw: bytes) -> str:
@@ -239,10 +239,11 @@ class DynlogOperations:
             return
         self.invalidate(ino)
         if kind == "d":
-            for n in names:
-                child = self.inodes.child(ino, n) if n else None
-                if child is not None:
-                    self.invalidate(child)
+            for parent in self.inodes.nodeids(ino):
+                for n in names:
+                    child = self.inodes.child(parent, n) if n else None
+                    if child is not None:
+                        self.invalidate(child)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _init(self, userdata: Any, conn: Any) -> None:
@@ -524,7 +525,7 @@ class DynlogOperations:
         d = self._dirs.get(fi.contents.fh)
         if d is None:
             raise FsError(errno.EBADF, "no such directory handle")
-        if off == 0:  # (re)started: list it now, and serve later offsets from this listing
+        if off == 0 or d.entries is None:  # (re)started, or not listed yet: list it now; later offsets come from it
             d.path = self.inodes.path(ino) or d.path
             parent = self._parent_of(ino)
             d.entries = [(n, a["st_mode"], a["st_ino"]) if a is not None

@@ -95,3 +95,8 @@ def test_a_directory_seen_below_itself_makes_no_cycle() -> None:
     t.learned(3, 2, "b", is_dir=True)
     a2 = t.learned(2, 3, "a", is_dir=True)
     assert t.path(a2) == "/a/b/a" and t.path(2) == "/a" and t.path(3) == "/a/b"
+
+
+def test_the_root_is_always_a_node_to_invalidate() -> None:
+    assert KernelInodes().nodeids(ROOT_INO) == [ROOT_INO]
+    assert table().nodeids(3) == [3] and table().nodeids(99) == []

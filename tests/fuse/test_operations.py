@@ -7,6 +7,7 @@ import ctypes
 import errno
 import os
 import stat
+import struct
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -187,3 +188,35 @@ def test_parse_options() -> None:
 
 def test_mountinfo_unescape() -> None:
     assert mounttab._unescape(r"/mnt/with\040space\011tab\134slash") == "/mnt/with space\ttab\\slash"
+
+
+def dirents(buf: bytes) -> list[tuple[str, int]]:
+    """(name, next offset) of each struct fuse_dirent in a readdir reply."""
+    out, pos = [], 0
+    while pos + 24 <= len(buf):
+        _ino, off, namelen, _type = struct.unpack_from("<QQII", buf, pos)
+        out.append((buf[pos + 24:pos + 24 + namelen].decode(), off))
+        pos += (24 + namelen + 7) & ~7
+    return out
+
+
+def test_readdir_serves_offsets_from_one_listing(ops: DynlogOperations, replies: list) -> None:
+    for name in (b"a", b"b", b"c"):
+        created(ops, replies, name)
+    fi = ll.FileInfo()
+    call(ops, "opendir", ROOT_INO, ctypes.pointer(fi))
+    assert replies.pop()[0] == "reply_open"
+    call(ops, "readdir", ROOT_INO, 4096, 0, ctypes.pointer(fi))
+    kind, (buf, size) = replies.pop()
+    assert kind == "reply_buf" and dirents(buf.raw[:size]) == [(".", 1), ("..", 2), ("a", 3), ("b", 4), ("c", 5)]
+    call(ops, "readdir", ROOT_INO, 4096, 5, ctypes.pointer(fi))  # the end
+    assert replies.pop()[1][1] == 0
+    fresh = ll.FileInfo()  # a new handle asked from an offset first (seekdir): it lists too
+    call(ops, "opendir", ROOT_INO, ctypes.pointer(fresh))
+    replies.pop()
+    call(ops, "readdir", ROOT_INO, 4096, 3, ctypes.pointer(fresh))
+    kind, (buf, size) = replies.pop()
+    assert dirents(buf.raw[:size]) == [("b", 4), ("c", 5)]
+    call(ops, "readdir", ROOT_INO, 40, 0, ctypes.pointer(fresh))  # a small buffer: what fits
+    kind, (buf, size) = replies.pop()
+    assert [n for n, _ in dirents(buf.raw[:size])] == ["."]
