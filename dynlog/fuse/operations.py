@@ -61,6 +61,8 @@ GONE = (errno.ENOENT, errno.ENOTDIR, errno.ESTALE)
 
 @dataclass
 class DirHandle:
+    """An open directory: listed when read from its start, and the kernel's later offsets are
+    indexes into that listing, so a directory changing meanwhile never skips or repeats a name."""
     ino: int
     path: str
     entries: list[tuple[str, int, int]] | None = None  # (name, mode, ino) as readdir listed them
@@ -108,6 +110,8 @@ class DynlogOperations:
         return table
 
     def _serving(self, name: str, work: Callable[..., Reply]) -> Callable[..., None]:
+        """``work`` as a libfuse callback: the one boundary where an exception becomes an errno
+        reply (logged when unexpected), and where the reply it returns is sent."""
         def callback(req: int, *args: Any) -> None:
             pin_thread_state()
             try:
