@@ -233,8 +233,10 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     )
     fuse_opts = dict(opts.fuse)
     debug = bool(fuse_opts.pop("debug", False))
-    for k in ("relatime", "strictatime"):  # dynlog's atime policy (above); libfuse refuses them as options
+    # dynlog's atime policy (above; directories never record one): libfuse refuses these as options
+    for k in ("relatime", "strictatime", "nodiratime"):
         fuse_opts.pop(k, None)
+    ops.max_read = int(str(fuse_opts.get("max_read", 0)))
     fuse_opts.setdefault("fsname", store.source.replace(",", "\\,"))
     max_threads = int(fuse_opts.pop("max_threads", 64))
     # As many idle threads as threads: libfuse then never ends a worker thread, and each keeps the

@@ -97,6 +97,7 @@ class DynlogOperations:
         self._seen: dict[int, tuple[int, int]] = {}
         self._closed = False
         self.initialized = False  # libfuse called init: the file system was mounted
+        self.max_read = 0  # the max_read mount option, which init must repeat to libfuse (0: none)
 
     # -- plumbing --------------------------------------------------------------------------------
     def callbacks(self) -> dict[str, Callable[..., None]]:
@@ -256,6 +257,8 @@ class DynlogOperations:
         if conn:
             # Let the kernel clear setuid/setgid on write and truncate (a setattr we then apply).
             conn.contents.want &= ~ll.CAP_HANDLE_KILLPRIV
+            if self.max_read:
+                conn.contents.max_read = self.max_read
 
     def _destroy(self, userdata: Any) -> None:
         pin_thread_state()

@@ -308,6 +308,16 @@ def test_read_only_mount(mounter: Mounter, fs_source: Source) -> None:
         assert ei.value.errno == errno.EROFS
 
 
+def test_every_documented_mount_flag_mounts(mounter: Mounter, fs_source: Source) -> None:
+    """The kernel and libfuse options dynlog accepts all reach a working mount: libfuse itself
+    refuses nodiratime, and a max_read that init does not repeat."""
+    m = mounter.mount(fs_source, options="nodiratime,noatime,nosuid,nodev,dirsync,max_read=4096,"
+                                           "max_threads=8,max_idle_threads=8")
+    data = os.urandom(100_000)
+    (Path(m.path) / "f").write_bytes(data)
+    assert (Path(m.path) / "f").read_bytes() == data  # read in 4 KiB requests
+
+
 def wait_stopped(pid: int, timeout: float = 10.0) -> None:
     """Until every thread of ``pid`` is in the stopped state (``T`` in /proc/PID/task/*/stat)."""
     deadline = time.monotonic() + timeout
