@@ -5,8 +5,8 @@ locks per request and frees as the kernel forgets inodes. In libfuse 3.14 that b
 two faults a network file system meets (docs/OPERATIONS.md, "Known limits between mounts"): a
 rename onto the very name it moves waits for itself forever, and a FORGET that frees a
 directory node another request holds locked aborts the daemon (``delete_node: Assertion
-'node->treelock == 0'``). With the low-level API the kernel speaks to us in inode numbers, which
-are dynlog's own, and libfuse keeps no tree at all; dynlog.fuse.inodes keeps what is needed.
+'node->treelock == 0'``). With the low-level API the kernel speaks to us in node ids that we
+hand out, and libfuse keeps no tree at all; dynlog.fuse.inodes keeps what is needed.
 
 Only what dynlog uses is bound. libfuse's struct layouts are 3.14's (fuse_lowlevel.h,
 fuse_common.h); the system's (stat, statvfs, flock) are mfusepy's, which knows each platform's.
@@ -199,7 +199,6 @@ _session_new = _bind("fuse_session_new", ctypes.c_void_p, ctypes.POINTER(Args), 
 _session_mount = _bind("fuse_session_mount", ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p)
 _session_unmount = _bind("fuse_session_unmount", None, ctypes.c_void_p)
 _session_destroy = _bind("fuse_session_destroy", None, ctypes.c_void_p)
-_session_exit = _bind("fuse_session_exit", None, ctypes.c_void_p)
 _set_signal_handlers = _bind("fuse_set_signal_handlers", ctypes.c_int, ctypes.c_void_p)
 _remove_signal_handlers = _bind("fuse_remove_signal_handlers", None, ctypes.c_void_p)
 _loop_cfg_create = _bind("fuse_loop_cfg_create", ctypes.c_void_p)
@@ -276,8 +275,3 @@ class Session:
             signal.signal(signal.SIGINT, old_sigint)
             _session_destroy(se)  # calls the destroy callback if init ran
         return status
-
-    def exit(self) -> None:
-        """Ask the loop to end (it notices at its next request)."""
-        if self.handle is not None:
-            _session_exit(self.handle)

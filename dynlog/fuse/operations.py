@@ -76,6 +76,11 @@ def _ns(ts: Any) -> int:
     return ts.tv_sec * 10**9 + ts.tv_nsec
 
 
+def _lock_range(lk: Any) -> tuple[int, int]:
+    """[start, end) of a struct flock (l_len 0: to the end of the file, however far it grows)."""
+    return lk.l_start, EOF_ if lk.l_len == 0 else lk.l_start + lk.l_len
+
+
 class DynlogOperations:
     """The low-level callbacks over one FileSystem. libfuse runs them on many threads at once;
     FileSystem does its own locking, and the tables here are guarded by ``_lock``."""
@@ -409,31 +414,38 @@ class DynlogOperations:
         return lambda req: ll.reply_statfs(req, ctypes.byref(buf))
 
     # -- files -----------------------------------------------------------------------------------
-    def _opened(self, fh: int, ino: int, flags: int) -> None:
-        with self._lock:
-            self._fh_ino[fh] = ino
-            self._ino_fhs.setdefault(ino, set()).add(fh)
-            if flags & os.O_APPEND:
-                self._append.add(fh)
-
-    def op_create(self, req: int, parent: int, name: bytes, mode: int, fi: Any) -> Reply:
-        path = self._child(parent, name)
-        flags = fi.contents.flags
-        fh = self.fs.create(path, mode, flags, self.caller(req))
+    def _adopt(self, fh: int, fi: Any) -> dict[str, int]:
+        """A handle FileSystem just opened for the kernel's request ``fi``: noted as open on its
+        inode and handed to the kernel; returns its attributes. Released again if they cannot
+        be read (the kernel will never close it)."""
         try:
             st = self.fs.getattr(None, fh)
         except BaseException:
             self.fs.release(fh)
             raise
-        self._opened(fh, st["st_ino"], flags)
+        flags = fi.contents.flags
+        with self._lock:
+            self._fh_ino[fh] = st["st_ino"]
+            self._ino_fhs.setdefault(st["st_ino"], set()).add(fh)
+            if flags & os.O_APPEND:
+                self._append.add(fh)
         fi.contents.fh = fh
-        e = self._entry(parent, _name(name), st)
+        return st
+
+    def _abandon(self, fh: int) -> None:
+        """The kernel never got the reply that handed it ``fh``: no release will come for it."""
+        self._closed_handle(fh)
+        self.fs.release(fh)
+
+    def op_create(self, req: int, parent: int, name: bytes, mode: int, fi: Any) -> Reply:
+        path = self._child(parent, name)
+        fh = self.fs.create(path, mode, fi.contents.flags, self.caller(req))
+        e = self._entry(parent, _name(name), self._adopt(fh, fi))
 
         def send(req: int) -> None:
             if ll.reply_create(req, ctypes.byref(e), fi) != 0:  # interrupted: no release will come
                 self.inodes.forget(e.ino, 1)
-                self._closed_handle(fh)
-                self.fs.release(fh)
+                self._abandon(fh)
         return send
 
     def op_open(self, req: int, ino: int, fi: Any) -> Reply:
@@ -449,13 +461,7 @@ class DynlogOperations:
             # must then create the file (the kernel does not pass O_CREAT on): ESTALE makes the
             # kernel walk the path again with LOOKUP_REVAL, asking us, and then create or fail.
             raise FsError(errno.ESTALE, f"{path}: removed by another mount") from None
-        try:
-            st = self.fs.getattr(None, fh)
-        except BaseException:
-            self.fs.release(fh)
-            raise
-        self._opened(fh, st["st_ino"], flags)
-        fi.contents.fh = fh
+        st = self._adopt(fh, fi)
         # Close-to-open: if the file changed since the kernel last saw its attributes (another
         # mount wrote it), drop the kernel's cached attributes and pages before open returns.
         seen = self._seen.get(st["st_ino"])
@@ -465,8 +471,7 @@ class DynlogOperations:
 
         def send(req: int) -> None:
             if ll.reply_open(req, fi) != 0:  # interrupted: no release will come
-                self._closed_handle(fh)
-                self.fs.release(fh)
+                self._abandon(fh)
         return send
 
     def op_read(self, req: int, ino: int, size: int, off: int, fi: Any) -> Reply:
@@ -572,8 +577,7 @@ class DynlogOperations:
     # -- locks -----------------------------------------------------------------------------------
     def op_getlk(self, req: int, ino: int, fi: Any, lock: Any) -> Reply:
         f, lk = fi.contents, lock.contents
-        start = lk.l_start
-        end = EOF_ if lk.l_len == 0 else start + lk.l_len
+        start, end = _lock_range(lk)
         blocker = self.fs.getlk(f.fh, f.lock_owner, LOCK_TYPES.get(lk.l_type, "w"), start, end)
         if blocker is None:
             lk.l_type = fcntl.F_UNLCK
@@ -588,8 +592,7 @@ class DynlogOperations:
     def op_setlk(self, req: int, ino: int, fi: Any, lock: Any, sleep: int) -> Reply:
         """fcntl byte-range locks, seen by every mount."""
         f, lk = fi.contents, lock.contents
-        start = lk.l_start
-        end = EOF_ if lk.l_len == 0 else start + lk.l_len
+        start, end = _lock_range(lk)
         type_ = LOCK_TYPES.get(lk.l_type)
         if type_ is None:
             raise FsError(errno.EINVAL, f"lock type {lk.l_type}")

@@ -111,13 +111,14 @@ class Worker:
             self.ops.append(op)
 
 
-def walk(root: Path, errors: list[str] | None = None) -> dict[str, tuple]:
+def walk(root: Path, errors: list[str]) -> dict[str, tuple]:
     """path -> ("d",) or ("f", bytes) for everything under root. A directory that cannot be
-    listed is left out (its error goes to ``errors``)."""
+    listed is left out, and its error goes to ``errors``."""
     out: dict[str, tuple] = {}
+
     def note(e: OSError) -> None:
-        if errors is not None:
-            errors.append(f"{os.path.relpath(e.filename, root)}: {e.strerror}")
+        errors.append(f"{os.path.relpath(e.filename, root)}: {e.strerror}")
+
     for dirpath, dirnames, filenames in os.walk(root, onerror=note):
         rel = os.path.relpath(dirpath, root)
         for d in dirnames:
