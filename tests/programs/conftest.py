@@ -1,4 +1,5 @@
-"""Real programs on a real mount, on both stores: tar, git, sqlite3, cp -a, rsync -a, compileall.
+"""Real programs on a real mount, on both stores: tar, git, sqlite3, cp -a, rsync -a, compileall,
+gcc and make, vim, sed -i, patch, zip and unzip.
 
 Fixtures: ``shared_mount`` / ``mnt`` come from tests/mounted/conftest.py (one ``allow_other``
 mount per module and store, a fresh root-owned directory per test). ``source_tree`` is a local
