@@ -43,6 +43,7 @@ FSTAB_ONLY = {"defaults", "auto", "noauto", "user", "nouser", "users", "owner", 
               "silent", "loud", "iversion", "noiversion", "mand", "nomand", "bg", "fg"}
 FSTAB_ONLY_PREFIXES = ("x-", "comment=", "uhelper=", "helper=")
 FRESHNESS = ("auto", "direct", "relay", "ttl")
+MAX_PREFETCH = 64
 
 
 @dataclass
@@ -59,6 +60,7 @@ class MountOptions:
     outage_limit: float | None = None  # seconds the store may stay unreachable before EIO
     metrics: str | None = None  # ADDR:PORT of the Prometheus endpoint (dynlog/observe)
     writebehind: bool = False  # -o writebehind: write-behind directories (docs/ARCHITECTURE.md)
+    prefetch: int | None = None  # -o prefetch=N: views a walk loads at once (None: the store's default)
 
     @property
     def allow_other(self) -> bool:
@@ -104,6 +106,10 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                     raise QuietError(f"mount option {item!r}: must be more than 0 seconds", 2)
             elif key == "log" and eq:
                 opts.log_file = val
+            elif key == "prefetch" and eq:
+                if not val.isdigit() or int(val) > MAX_PREFETCH:
+                    raise QuietError(f"mount option {item!r}: a whole number from 0 to {MAX_PREFETCH}", 2)
+                opts.prefetch = int(val)
             elif key in ("writebehind", "sync_dirops") and not eq:
                 opts.writebehind = key == "writebehind"
             elif key == "metrics" and eq:
@@ -126,7 +132,8 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                 raise QuietError(
                     f"unknown mount option {item!r} (known: {', '.join(sorted(FUSE_FLAGS | FUSE_VALUED))}, "
                     "endpoint_url=URL, freshness=auto|direct|relay|ttl, ttl=SECONDS, entry_timeout=SECONDS, "
-                    "attr_timeout=SECONDS, outage_limit=SECONDS, metrics=ADDR:PORT, log=FILE, writebehind, sync_dirops)", 2)
+                    "attr_timeout=SECONDS, outage_limit=SECONDS, metrics=ADDR:PORT, log=FILE, prefetch=N, writebehind, "
+                    "sync_dirops)", 2)
     return opts
 
 
@@ -148,6 +155,8 @@ def format_options(opts: MountOptions) -> str:
         parts.append(f"metrics={opts.metrics}")
     if opts.freshness != "auto":
         parts.append(f"freshness={opts.freshness}")
+    if opts.prefetch is not None:
+        parts.append(f"prefetch={opts.prefetch}")
     if opts.writebehind:
         parts.append("writebehind")
     return ",".join(parts)
@@ -202,6 +211,16 @@ def cmd_mount(args: argparse.Namespace) -> int:
     return mount_background(args, mountpoint, opts, endpoint)
 
 
+def prefetch_workers(asked: int | None, source: str) -> int:
+    """Views a walk loads at once: as asked, else 8 where each load waits on round trips
+    (DynamoDB) and none on the local store, whose reads take microseconds."""
+    from ..materialize.prefetch import DEFAULT_WORKERS
+
+    if asked is not None:
+        return asked
+    return 0 if source.startswith("local:") else DEFAULT_WORKERS
+
+
 def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint: str | None) -> int:
     """Serve the mount in this process until it is unmounted (or SIGTERM/SIGINT/SIGHUP: libfuse
     then leaves its loop and unmounts). Open files are flushed and the store closed at the end."""
@@ -225,7 +244,7 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     # noatime by default: a read that writes costs a PutItem and a notice to every mount (docs/OPERATIONS.md, atime)
     atime = next((k for k in ("strictatime", "relatime", "atime") if opts.fuse.get(k)), "noatime")
     fs = FileSystem(store, ttl=opts.ttl, atime_policy="relatime" if atime == "atime" else atime,
-                    writebehind=opts.writebehind)
+                    writebehind=opts.writebehind, prefetch_workers=prefetch_workers(opts.prefetch, store.source))
     ops = DynlogOperations(
         fs,
         entry_timeout=ENTRY_TIMEOUT if opts.entry_timeout is None else opts.entry_timeout,
@@ -370,7 +389,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", dest="options", action="append", default=[], metavar="OPTIONS",
                    help="comma-separated: allow_other, ro, noatime, nosuid, nodev, noexec, fsname=, "
                         "endpoint_url=URL, ttl=SECONDS, entry_timeout=, attr_timeout=, log=FILE, "
-                        "metrics=ADDR:PORT (Prometheus endpoint)")
+                        "metrics=ADDR:PORT (Prometheus endpoint), prefetch=N (views a walk loads at once), "
+                        "writebehind, freshness=, outage_limit=")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (serve until unmounted)")
     p.set_defaults(func=cmd_mount)
 

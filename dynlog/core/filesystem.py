@@ -70,16 +70,18 @@ def without_setid(mode: int) -> int:
 class FileSystem:
     def __init__(self, store: Store, *, session: str | None = None, ttl: float = 1.0, atime_policy: str = "noatime",
                  entry_budget: int = 500_000, block_cache_bytes: int = 128 * 1024 * 1024,
-                 writebehind: bool = False, writebehind_settings: "Settings | None" = None) -> None:
+                 writebehind: bool = False, writebehind_settings: "Settings | None" = None,
+                 prefetch_workers: int = 0) -> None:
         """``writebehind``: take write-behind leases on directories this mount is busy in
         (docs/ARCHITECTURE.md, "Write-behind directories"). Off or on, other mounts' leases are
-        honoured."""
+        honoured. ``prefetch_workers``: views a walk loads at once (dynlog/materialize/prefetch.py);
+        0: none (the mount's default depends on the store: dynlog/cli/mountcmd.py)."""
         self.store = store
         self.atime_policy = atime_policy
         self.session = session or secrets.token_hex(4)
         self.sb = load_superblock(store)
         self.journals = JournalStore(store)
-        self.cache = ViewCache(self.journals, entry_budget=entry_budget)
+        self.cache = ViewCache(self.journals, entry_budget=entry_budget, prefetch_workers=prefetch_workers)
         self.committer = Committer(self.journals, self.cache, self.session)
         self.allocator = InodeAllocator(store)
         self.wb = WriteBehind(store, self.journals, self.cache, self.committer, self.session, enabled=writebehind,
@@ -152,6 +154,7 @@ class FileSystem:
                 log.warning("flush.failed_at_unmount", ino=f.ino, error=str(e))
         self.wb.close()  # a durability point: every queued operation committed, leases released
         self.stop_services()
+        self.cache.prefetch.close()
         self.data.blocks.close()
 
     def _op(self, name: str) -> "contextlib.AbstractContextManager[None]":
@@ -213,6 +216,7 @@ class FileSystem:
     def readdir(self, path: str) -> Iterator[tuple[str, dict[str, int] | None]]:
         with self._op("readdir"):
             node = self.ns.resolve_dir(path)
+            self.cache.prefetch.listed(schema.dir_journal(node.ino))
             yield ".", None
             yield "..", None
             for name, ent in self.ns.listing(node):

@@ -92,11 +92,14 @@ class Namespace:
         self._sentinel_read_at = 0.0
 
     # -- resolution ------------------------------------------------------------------------------
-    def dir_view(self, ino: int, max_age: float | None = None) -> View:
-        return self.cache.get(schema.dir_journal(ino), self.ttl if max_age is None else max_age)
+    def dir_view(self, ino: int, max_age: float | None = None, parent: int | None = None) -> View:
+        """``parent``: the directory in which the caller met this one (for the prefetcher)."""
+        return self.cache.get(schema.dir_journal(ino), self.ttl if max_age is None else max_age,
+                              None if parent is None else schema.dir_journal(parent))
 
-    def inode_view(self, ino: int, max_age: float | None = None) -> View:
-        return self.cache.get(schema.inode_journal(ino), self.ttl if max_age is None else max_age)
+    def inode_view(self, ino: int, max_age: float | None = None, parent: int | None = None) -> View:
+        return self.cache.get(schema.inode_journal(ino), self.ttl if max_age is None else max_age,
+                              None if parent is None else schema.dir_journal(parent))
 
     def resolve(self, path: str, max_age: float | None = None) -> Node:
         try:
@@ -118,10 +121,13 @@ class Namespace:
         age = self.ttl if max_age is None else max_age
         entry = self.root.entry
         chain: list[int] = []
+        parent: str | None = None
         for comp in comps:
             if not stat.S_ISDIR(entry.mode):
                 raise FsError(errno.ENOTDIR, path)
-            view = get(schema.dir_journal(entry.ino), age)
+            jid = schema.dir_journal(entry.ino)
+            view = get(jid, age, parent)
+            parent = jid
             with view.lock:
                 if view.removed:
                     raise ParentRemoved(path)
@@ -144,11 +150,11 @@ class Namespace:
         """The node's full inode: a directory's own changes applied, a hard link's shared inode."""
         ent = node.entry
         if ent.is_dir:
-            view = self.dir_view(ent.ino, max_age)
+            view = self.dir_view(ent.ino, max_age, node.parent)
             with view.lock:
                 return view.own_inode(ent)
         if ent.linked:
-            view = self.inode_view(ent.ino, max_age)
+            view = self.inode_view(ent.ino, max_age, node.parent)
             with view.lock:
                 if view.subject is None:
                     # The name says the inode has a journal: a cached view older than the link

@@ -18,6 +18,7 @@ import structlog
 from ..journal.log import JournalStore
 from ..journal.record import Record
 from ..store.base import Change
+from .prefetch import SiblingPrefetch
 from .view import SequenceGap, View
 
 log = structlog.get_logger(__name__)
@@ -26,7 +27,10 @@ DEFAULT_ENTRY_BUDGET = 500_000  # ~0.8 KB an entry measured: about 400 MB
 
 
 class ViewCache:
-    def __init__(self, journals: JournalStore, *, entry_budget: int = DEFAULT_ENTRY_BUDGET) -> None:
+    def __init__(self, journals: JournalStore, *, entry_budget: int = DEFAULT_ENTRY_BUDGET,
+                 prefetch_workers: int = 0) -> None:
+        """``prefetch_workers``: views of a walked directory's subdirectories loaded at once in the
+        background (prefetch.py); 0: none."""
         self.journals = journals
         self.entry_budget = entry_budget
         self._views: OrderedDict[str, View] = OrderedDict()
@@ -40,13 +44,16 @@ class ViewCache:
         # to the cached views; -inf without a feed. A view is as fresh as the later of this and
         # its own last read (demand revalidation: docs/ARCHITECTURE.md, "Freshness").
         self.confirmed: Callable[[], float] = lambda: float("-inf")
+        self.prefetch = SiblingPrefetch(self, prefetch_workers)
 
     def peek(self, jid: str) -> View | None:
         with self._lock:
             return self._views.get(jid)
 
-    def get(self, jid: str, max_age: float | None = None) -> View:
-        """The view of ``jid``; re-read its tail if stale or not fresh within ``max_age``."""
+    def get(self, jid: str, max_age: float | None = None, parent: str | None = None) -> View:
+        """The view of ``jid``; re-read its tail if stale or not fresh within ``max_age``.
+        ``parent``: the directory journal in which a file operation met ``jid`` (a subdirectory or a
+        hard-linked file there); a miss then tells the prefetcher, which may load its siblings."""
         with self._lock:
             view = self._views.get(jid)
             if view is not None:
@@ -54,6 +61,8 @@ class ViewCache:
             load_lock = self._loading.setdefault(jid, threading.Lock()) if view is None else None
         if view is None:
             assert load_lock is not None
+            if parent is not None:
+                self.prefetch.missed(jid, parent)
             with load_lock:
                 view = self.peek(jid)
                 if view is None:

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Cold tree walks on real mounts: ``ls -lR``, ``find`` and ``du`` on a fresh mount, with sibling
+prefetch off and on (dynlog/materialize/prefetch.py), at an injected round-trip latency.
+
+Why: a fresh mount knows nothing, and each directory a walk enters costs its view: two requests
+(the snapshot, then the tail after it). A walker goes one directory at a time, so without
+prefetch a walk of D directories waits 2·D round trips one after another; with it, the views of
+a walked directory's subdirectories load several at once. This is what a user meets first on a
+machine that mounts a shared tree: ``ls -lR``, ``find``, ``du``, ``rsync`` and ``git status``.
+
+A column is a store and a latency (``local``, ``ddb0``, ``ddbN``). Its tree (``--top``
+directories of ``--sub`` subdirectories, ``--files`` small files in each, a few hard links) is
+written once through a write-behind mount; then every walk runs on a fresh mount of its own, once
+for each ``--prefetch`` setting, with the mount's own request counters read before and after.
+
+    python benchmarks/walk.py                                   # ddb8, 20 x 10 directories, prefetch 0 and 8
+    python benchmarks/walk.py --columns local,ddb0,ddb8 --prefetch 0,4,8,16
+
+Not a test (tests/bench/test_walk_bench.py runs a tiny configuration). Needs root and DynamoDB
+Local as scripts/install-deps installs it. docs/SCALING.md ("Cold walks") records a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import latency as L  # noqa: E402  (puts the repository and tests/ on sys.path)
+from latency import Bench, Config, DynamoDBLocal, Mounter, Requests, Source, StageError, commit  # noqa: E402
+
+WALKS = {
+    "ls -lR": ["ls", "-lR", "--time-style=+%s"],
+    "find": ["find", ".", "-name", "*.dat", "-newer", "."],  # lstat of every entry
+    "du -s": ["du", "-s", "--apparent-size"],
+}
+
+
+@dataclass
+class Column:
+    name: str
+    latency_ms: float | None
+    walks: dict[str, dict[str, Any]] = field(default_factory=dict)  # "walk|prefetch" -> figures
+    error: str = ""
+
+
+def populate(root: Path, top: int, sub: int, files: int) -> int:
+    """The tree under ``root``; returns the number of directories below it."""
+    root.mkdir()
+    n = 0
+    for i in range(top):
+        t = root / f"top{i:03d}"
+        t.mkdir()
+        n += 1
+        for j in range(sub):
+            d = t / f"sub{j:03d}"
+            d.mkdir()
+            n += 1
+            for k in range(files):
+                (d / f"f{k:03d}.dat").write_bytes(os.urandom(200 + 37 * k))
+        if sub:
+            os.link(t / "sub000" / "f000.dat", t / "linked.dat")  # an inode journal for ls -l to load
+    return n
+
+
+def listing(root: Path, cwd_cmd: list[str]) -> str:
+    return subprocess.run(cwd_cmd, cwd=root, capture_output=True, text=True, check=True, timeout=600).stdout
+
+
+class WalkBench(Bench):
+    def run_walks(self, col: Column, source: Source, proxy: Any | None, args: argparse.Namespace) -> None:
+        mounter = Mounter(self.work)
+        self.options = "writebehind"
+        with self.mounted(mounter, source, proxy) as (m, _):
+            dirs = self.child(lambda: populate(Path(m.path) / "tree", args.top, args.sub, args.files), "writing the tree")
+        col.walks["tree"] = {"dirs": dirs, "files": args.top * args.sub * args.files}
+        expected: dict[str, str] = {}
+        for walk, cmd in WALKS.items():
+            for workers in args.prefetch:
+                self.options = f"prefetch={workers}"
+                with self.mounted(mounter, source, proxy) as (m, probe):
+                    root = Path(m.path) / "tree"
+                    time.sleep(1.0)  # the relay takes its lease, the feed settles (as latency.py waits)
+                    before = probe.settle()
+                    t0 = time.monotonic()
+                    out = self.child(lambda: listing(root, cmd), walk)
+                    seconds = time.monotonic() - t0
+                    r = Requests.between(before, probe.settle(), proxy is not None)
+                if expected.setdefault(walk, out) != out:
+                    raise StageError(f"{walk} with prefetch={workers} printed something else than before")
+                col.walks[f"{walk}|{workers}"] = {**asdict(r), "seconds": seconds, "dirs_per_s": dirs / seconds,
+                                                  "own_per_dir": r.own / dirs}
+                print(f"[walk bench] {col.name}: {walk}, prefetch={workers}: {seconds:.2f} s, "
+                      f"{r.own / dirs:.2f} requests a directory", file=sys.stderr, flush=True)
+
+
+def run_column(bench: WalkBench, col: Column, work: Path, ddb: Callable[[], DynamoDBLocal],
+               args: argparse.Namespace) -> None:
+    try:
+        L.on_fresh_source(col.latency_ms, work, ddb, lambda src, proxy: bench.run_walks(col, src, proxy, args))
+    except (StageError, AssertionError, OSError, subprocess.SubprocessError) as e:
+        col.error = f"{type(e).__name__}: {e}".strip()[:4000]
+
+
+def format_table(cols: list[Column], prefetch: list[int]) -> str:
+    dirs = next((c.walks["tree"]["dirs"] for c in cols if "tree" in c.walks), 0)
+    lines = ["| | " + " | ".join(f"{L.column_name(c.latency_ms)}, prefetch {w}" for c in cols for w in prefetch) + " |",
+             "|---|" + "---|" * (len(cols) * len(prefetch))]
+    for walk in WALKS:
+        for label, key, digits in ((f"{walk} of {dirs} directories: seconds", "seconds", 2),
+                                   (f"{walk}: requests per directory, own", "own_per_dir", 2)):
+            cells = [L._num(c.walks[f"{walk}|{w}"][key], digits) if f"{walk}|{w}" in c.walks else "–"
+                     for c in cols for w in prefetch]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    notes = [f"- {L.column_name(c.latency_ms)}: {c.error}" for c in cols if c.error]
+    return "\n".join(lines + ([""] + notes if notes else []))
+
+
+def workers_list(text: str) -> list[int]:
+    try:
+        out = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated whole numbers") from None
+    if not out or any(w < 0 or w > 64 for w in out):
+        raise argparse.ArgumentTypeError(f"{text!r}: each from 0 to 64")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--top", type=L.count_arg(1), default=20, help="top-level directories (default 20)")
+    ap.add_argument("--sub", type=L.count_arg(0), default=10, help="subdirectories in each (default 10)")
+    ap.add_argument("--files", type=L.count_arg(0), default=3, help="small files in each subdirectory (default 3)")
+    ap.add_argument("--prefetch", type=workers_list, default=[0, 8], help="prefetch settings to compare (default 0,8)")
+    ap.add_argument("--latency-ms", type=float, default=8.0, help="injected per-request latency (default 8)")
+    ap.add_argument("--columns", default=None, help="comma-separated local, ddb0, ddbN (default ddbLATENCY)")
+    ap.add_argument("--stage-timeout", type=float, default=600.0)
+    ap.add_argument("--ddb-endpoint", default=None, help="use this DynamoDB Local instead of starting one")
+    ap.add_argument("--json-out", type=Path, default=None, help="also write the figures as JSON to this file")
+    args = ap.parse_args(argv)
+    latencies = L.parse_columns(args.columns or f"ddb{args.latency_ms:g}", args.latency_ms)
+    L.isolate_aws_env()
+    started = time.monotonic()
+    cols: list[Column] = []
+    ddb = L.LazyDDB(args.ddb_endpoint)
+    with tempfile.TemporaryDirectory(prefix="dynlog-walk-") as tmp:
+        work = Path(tmp)
+        cfg = Config(0, 0, 0, 0, 0, args.stage_timeout, 0.0, 0)
+        bench = WalkBench(cfg, work, [], work / "unused.tar", work / "unused", "", {})
+        try:
+            for lat in latencies:
+                col = Column(L.column_name(lat), lat)
+                run_column(bench, col, work, ddb, args)
+                cols.append(col)
+        finally:
+            ddb.close()
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"commit": commit(), "argv": sys.argv[1:] if argv is None else argv,
+                                             "columns": [asdict(c) for c in cols]}, indent=1))
+    print(f"commit {commit()}, {os.cpu_count()} cores, {time.monotonic() - started:.0f} s\n")
+    print(format_table(cols, args.prefetch))
+    return 1 if any(c.error for c in cols) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
