@@ -14,6 +14,11 @@ listed within ``LISTED_WINDOW``, or had another child view missed within ``MISS_
 requests are what users pay for. What: the parent's subdirectories and hard-linked files after
 the missed name, in name order (the order readdir gives and walkers follow), then wrapping to the
 start, up to ``WINDOW`` not yet cached or queued. The next miss among them moves the window on.
+And a walk that goes down: when a file operation lists a directory whose view this prefetcher
+loaded (find, du, ls -R, rsync descend into what they list), that directory's subdirectories are
+queued at once, and its parent counts as walked recursively from then on: every view loaded below
+such a directory has its own subdirectories queued as soon as it loads, so the walk finds the
+next level loading before it gets there. (``ls -l`` lists no subdirectory and goes no deeper.)
 
 Bounds: ``workers`` loads in flight, at most ``MAX_QUEUED`` waiting, nothing queued while the
 cache holds more than half its entry budget (prefetch must not evict what is in use). A load goes
@@ -29,7 +34,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from itertools import chain, islice
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -48,6 +53,7 @@ WINDOW = 64  # views queued by one trigger
 SCAN_LIMIT = 4096  # entries looked at by one trigger (a directory of files has few views to load)
 MAX_QUEUED = 1024
 MAX_PARENTS = 1024  # directories whose last listing and miss are remembered
+MAX_WALKED = 4096  # views loaded here that are remembered (a listing of one continues the walk)
 DEFAULT_WORKERS = 8
 
 
@@ -57,9 +63,17 @@ class SiblingPrefetch:
         self.workers = workers
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._queue: deque[str] = deque()
+        # (parent, child journal or None): directories whose subdirectories are to be queued, after
+        # that child's name or from the start. Workers expand them: a file operation's thread
+        # never takes a view lock here (it may hold others: docs/ARCHITECTURE.md, "Locking order").
+        self._expand: deque[tuple[str, str | None, bool]] = deque()  # ..., deep (see _expand_deep)
+        self._queue: deque[tuple[str, str]] = deque()  # (view to load, the directory it is in)
         self._queued: set[str] = set()
         self._seen: OrderedDict[str, tuple[float, float]] = OrderedDict()  # parent -> (listed, missed)
+        self._walked: OrderedDict[str, str] = OrderedDict()  # views this prefetcher loaded -> their parent
+        # directories a recursive walk is going through: what is loaded below them is expanded as
+        # soon as it loads, so the walk finds the level under it loading before it gets there
+        self._recursive: OrderedDict[str, None] = OrderedDict()
         self._threads: list[threading.Thread] = []
         self._closed = False
         self.loaded = 0  # views this prefetcher loaded (a file operation had not yet)
@@ -67,21 +81,32 @@ class SiblingPrefetch:
 
     # -- what file operations tell it -----------------------------------------------------------
     def listed(self, parent: str) -> None:
-        """A file operation listed directory journal ``parent`` (readdir)."""
-        if self.workers:
-            self._remember(parent, listed=time.monotonic())
+        """A file operation listed directory journal ``parent`` (readdir). If this prefetcher
+        loaded that view, a walk has come down into it (find, du, ls -R): its subdirectories are
+        queued now, without waiting for the walk's first miss there."""
+        if not self.workers:
+            return
+        self._remember(parent, listed=time.monotonic())
+        with self._lock:
+            above = self._walked.get(parent)
+            newly = above is not None and above not in self._recursive
+            if above is not None:
+                _mark(self._recursive, above)
+                _mark(self._recursive, parent)
+        if above is not None:
+            self._ask_expand(parent, None)
+            if newly:  # the siblings loaded before the walk was known to go down
+                self._ask_expand(above, None, deep=True)
 
     def missed(self, jid: str, parent: str) -> None:
         """A file operation is about to load view ``jid``, met as a child of ``parent``. Called by
-        ViewCache.get in the caller's thread: it queues work and takes no view lock."""
+        ViewCache.get in the caller's thread: it only queues work."""
         if not self.workers:
             return
         now = time.monotonic()
         listed, last_miss = self._remember(parent, missed=now)
         if now - listed <= LISTED_WINDOW or now - last_miss <= MISS_WINDOW:
-            name = self._child_name(parent, jid)
-            if name is not None:
-                self._enqueue_siblings(parent, name)
+            self._ask_expand(parent, jid)
 
     # -- choosing -------------------------------------------------------------------------------
     def _remember(self, parent: str, listed: float | None = None, missed: float | None = None) -> tuple[float, float]:
@@ -93,39 +118,62 @@ class SiblingPrefetch:
                 self._seen.popitem(last=False)
             return before
 
-    def _child_name(self, parent: str, jid: str) -> str | None:
+    def _ask_expand(self, parent: str, child: str | None, deep: bool = False) -> None:
+        with self._lock:
+            if self._closed or len(self._expand) >= MAX_QUEUED:
+                return
+            self._expand.append((parent, child, deep))
+            self._start_workers()
+            self._wake.notify()
+
+    def _siblings(self, parent: str, child: str | None) -> list[tuple[str, str]]:
+        """The views to load for a walk through ``parent``: (journal, parent) of its subdirectories
+        and hard-linked files not cached, after ``child``'s name, then from the start (all of them
+        from the start for None)."""
+        if self.cache.entries() > self.cache.entry_budget // 2:
+            return []
+        return [(jid, parent) for jid in self._children(parent, child) if self.cache.peek(jid) is None]
+
+    def _expand_deep(self, parent: str) -> list[tuple[str, str]]:
+        """A recursive walk is going through ``parent``: the views to load below those of its
+        subdirectories that are cached already (loaded before the walk was known to go down)."""
+        out: list[tuple[str, str]] = []
+        for jid in self._children(parent, None):
+            if jid.startswith("d/") and self.cache.peek(jid) is not None:
+                with self._lock:
+                    _mark(self._recursive, jid)
+                out += self._siblings(jid, None)
+        return out
+
+    def _children(self, parent: str, child: str | None) -> list[str]:
         view = self.cache.peek(parent)
         if view is None:
-            return None
-        ino = schema.journal_ino(jid)
-        with view.lock:
-            return view.by_ino.get(ino)
-
-    def _enqueue_siblings(self, parent: str, name: str) -> None:
-        view = self.cache.peek(parent)
-        if view is None or self.cache.entries() > self.cache.entry_budget // 2:
-            return
+            return []
         with view.lock:
             entries = view.entries
-            after = entries.irange(minimum=name, inclusive=(False, False))
-            before = entries.irange(maximum=name, inclusive=(False, False))
-            names = list(islice(chain(after, before), SCAN_LIMIT))
-            wanted = [jid for jid in (_journal_of(entries[n]) for n in names) if jid is not None]
-        fresh = [jid for jid in wanted if self.cache.peek(jid) is None]
+            if child is None:
+                names = list(islice(entries.irange(), SCAN_LIMIT))
+            else:
+                name = view.by_ino.get(schema.journal_ino(child))
+                if name is None:
+                    return []
+                after = entries.irange(minimum=name, inclusive=(False, False))
+                before = entries.irange(maximum=name, inclusive=(False, False))
+                names = list(islice(chain(after, before), SCAN_LIMIT))
+            return [jid for jid in (_journal_of(entries[n]) for n in names) if jid is not None]
+
+    def _enqueue(self, loads: list[tuple[str, str]], limit: int = WINDOW) -> None:
         with self._lock:
-            if self._closed:
-                return
             added = 0
-            for jid in fresh:
-                if added >= WINDOW or len(self._queue) >= MAX_QUEUED:
+            for jid, parent in loads:
+                if added >= limit or len(self._queue) >= MAX_QUEUED or self._closed:
                     break
                 if jid not in self._queued:
                     self._queued.add(jid)
-                    self._queue.append(jid)
+                    self._queue.append((jid, parent))
                     added += 1
             if added:
                 self.triggers += 1
-                self._start_workers()
                 self._wake.notify(added)
 
     # -- loading --------------------------------------------------------------------------------
@@ -139,30 +187,54 @@ class SiblingPrefetch:
     def _work(self) -> None:
         while True:
             with self._lock:
-                while not self._queue and not self._closed:
+                while not self._expand and not self._queue and not self._closed:
                     self._wake.wait()
                 if self._closed:
                     return
-                jid = self._queue.popleft()
-                self._queued.discard(jid)
-            if self.cache.peek(jid) is not None:
-                continue  # a file operation loaded it first
+                if self._expand:
+                    parent, child, deep = self._expand.popleft()
+                    jid = None
+                else:
+                    jid, parent = self._queue.popleft()
+                    self._queued.discard(jid)
             try:
-                with operation("prefetch"):
-                    self.cache.get(jid)
-                self.loaded += 1
+                if jid is None:
+                    if deep:
+                        self._enqueue(self._expand_deep(parent), MAX_QUEUED)
+                    else:
+                        self._enqueue(self._siblings(parent, child))
+                elif self.cache.peek(jid) is None:  # else a file operation loaded it first
+                    with operation("prefetch"):
+                        self.cache.get(jid)
+                    with self._lock:
+                        self.loaded += 1
+                        _mark(self._walked, jid, parent)
+                        deeper = parent in self._recursive and jid.startswith("d/")
+                        if deeper:
+                            _mark(self._recursive, jid)
+                    if deeper:
+                        self._ask_expand(jid, None)
             except Exception as e:  # noqa: BLE001 - a failed guess costs nothing: the file operation will load it
-                log.debug("prefetch.failed", jid=jid, error=str(e))
+                log.debug("prefetch.failed", jid=jid or parent, error=str(e))
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
+            self._expand.clear()
             self._queue.clear()
             self._queued.clear()
             self._wake.notify_all()
             threads, self._threads = self._threads, []
         for t in threads:
             t.join(timeout=5)
+
+
+def _mark(seen: "OrderedDict[str, Any]", key: str, value: Any = None) -> None:
+    """Remember ``key`` as the newest of a bounded set (the oldest go first)."""
+    seen.pop(key, None)
+    seen[key] = value
+    while len(seen) > MAX_WALKED:
+        seen.popitem(last=False)
 
 
 def _journal_of(entry: Inode) -> str | None:

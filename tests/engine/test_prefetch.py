@@ -34,6 +34,8 @@ def tree(store: Store) -> FileSystem:
         fs.release(fs.create(f"/t/{d}/f", 0o644, os.O_WRONLY | os.O_CREAT, ROOT))
     fs.release(fs.create("/t/linked", 0o644, os.O_WRONLY | os.O_CREAT, ROOT))
     fs.link("/t/linked", "/t/d00/other-name", ROOT)
+    for g in ("d01/g0", "d01/g1", "d02/h0"):
+        fs.mkdir(f"/t/{g}", 0o755, ROOT)
     fs.release(fs.create("/t/plain", 0o644, os.O_WRONLY | os.O_CREAT, ROOT))
     return fs
 
@@ -80,6 +82,26 @@ def test_a_listing_then_a_stat_loads_the_siblings(tree: FileSystem, store_factor
         fs.close()
 
 
+def test_a_walk_going_down_is_followed(tree: FileSystem, store_factory) -> None:
+    """Listing a directory that the prefetcher loaded (find and du descend into what they list)
+    queues its subdirectories at once, before any miss in it, and from then on the walk counts as
+    recursive: the level below the other subdirectories loads before the walk gets there."""
+    fs = walker(store_factory)
+    try:
+        list(fs.readdir("/t"))
+        fs.getattr("/t/d00")
+        assert wait_cached(fs, jids(tree, ["d01"]))
+        below = [schema.dir_journal(tree.getattr(f"/t/{g}")["st_ino"]) for g in ("d01/g0", "d01/g1", "d02/h0")]
+        assert all(fs.cache.peek(j) is None for j in below)  # one level at a time
+        list(fs.readdir("/t/d01"))
+        assert wait_cached(fs, below)  # d02/h0 too: d02 was not listed yet
+        fs.store.metrics.reset()
+        assert fs.getattr("/t/d01/g1")["st_nlink"] == 2
+        assert fs.store.metrics.by_call() == {}
+    finally:
+        fs.close()
+
+
 def test_no_walk_no_prefetch(tree: FileSystem, store_factory) -> None:
     """A listing alone (plain ls), or a stat of one subdirectory (cd), loads nothing else."""
     fs = walker(store_factory)
@@ -118,12 +140,12 @@ def test_each_view_is_loaded_once(tree: FileSystem, store_factory) -> None:
     try:
         list(fs.readdir("/t"))
         loads = fs.cache.loads
-        for d in DIRS:
+        for d in DIRS + ["d01/g0", "d01/g1", "d02/h0"]:
             fs.getattr(f"/t/{d}")
             list(fs.readdir(f"/t/{d}"))
         fs.getattr("/t/linked")
         fs.cache.prefetch.close()  # let the workers finish what they hold
-        assert fs.cache.loads - loads == len(DIRS) + 1
+        assert fs.cache.loads - loads == len(DIRS) + 3 + 1
     finally:
         fs.close()
 
