@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Cold tree walks on real mounts: ``ls -lR``, ``find`` and ``du`` on a fresh mount, with sibling
+"""Cold tree walks on real mounts: ``ls -lR``, ``find``, ``du`` and ``git status`` on a fresh mount, with sibling
 prefetch off and on (dynlog/materialize/prefetch.py), at an injected round-trip latency.
 
 Why: a fresh mount knows nothing, and each directory a walk enters costs its view: two requests
@@ -10,7 +10,7 @@ machine that mounts a shared tree: ``ls -lR``, ``find``, ``du``, ``rsync`` and `
 
 A column is a store and a latency (``local``, ``ddb0``, ``ddbN``). Its tree (``--top``
 directories of ``--sub`` subdirectories, ``--files`` small files in each, a few hard links) is
-written once through a write-behind mount; then every walk runs on a fresh mount of its own, once
+written once through a write-behind mount and committed to a git repository there; then every walk runs on a fresh mount of its own, once
 for each ``--prefetch`` setting, with the mount's own request counters read before and after.
 
     python benchmarks/walk.py                                   # ddb8, 20 x 10 directories, prefetch 0 and 8
@@ -39,10 +39,15 @@ import latency as L  # noqa: E402  (puts the repository and tests/ on sys.path)
 from latency import Bench, Config, DynamoDBLocal, Mounter, Requests, Source, StageError, commit  # noqa: E402
 
 WALKS = {
-    "ls -lR": ["ls", "-lR", "--time-style=+%s"],
-    "find": ["find", ".", "-name", "*.dat", "-newer", "."],  # lstat of every entry
-    "du -s": ["du", "-s", "--apparent-size"],
+    "ls -lR": ["ls", "-lR", "--time-style=+%s", "--ignore=.git"],
+    "find": ["find", ".", "-path", "./.git", "-prune", "-o", "-name", "*.dat", "-newer", ".", "-print"],
+    "du -s": ["du", "-s", "--apparent-size", "--exclude=.git"],
+    # lstat of every tracked file (in index order, no listing first), then a listing of every
+    # directory for untracked files
+    "git status": ["git", "status", "--porcelain"],
 }
+GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
 
 
 @dataclass
@@ -53,8 +58,9 @@ class Column:
     error: str = ""
 
 
-def populate(root: Path, top: int, sub: int, files: int) -> int:
-    """The tree under ``root``; returns the number of directories below it."""
+def populate(root: Path, top: int, sub: int, files: int) -> tuple[int, int]:
+    """The tree under ``root``; returns the number of directories below it, and of those directly
+    in its .git (which ls, find and du are told to skip: prefetch loads that one level of it)."""
     root.mkdir()
     n = 0
     for i in range(top):
@@ -69,11 +75,15 @@ def populate(root: Path, top: int, sub: int, files: int) -> int:
                 (d / f"f{k:03d}.dat").write_bytes(os.urandom(200 + 37 * k))
         if sub:
             os.link(t / "sub000" / "f000.dat", t / "linked.dat")  # an inode journal for ls -l to load
-    return n
+    env = {**os.environ, **GIT_ENV, "HOME": str(root.parent)}
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", "tree"]):
+        subprocess.run(cmd, cwd=root, env=env, check=True, capture_output=True, timeout=600)
+    return n, sum(1 for e in os.scandir(root / ".git") if e.is_dir())
 
 
 def listing(root: Path, cwd_cmd: list[str]) -> str:
-    return subprocess.run(cwd_cmd, cwd=root, capture_output=True, text=True, check=True, timeout=600).stdout
+    env = {**os.environ, **GIT_ENV, "HOME": str(root.parent), "GIT_OPTIONAL_LOCKS": "0"}
+    return subprocess.run(cwd_cmd, cwd=root, env=env, capture_output=True, text=True, check=True, timeout=600).stdout
 
 
 class WalkBench(Bench):
@@ -81,8 +91,9 @@ class WalkBench(Bench):
         mounter = Mounter(self.work)
         self.options = "writebehind"
         with self.mounted(mounter, source, proxy) as (m, _):
-            dirs = self.child(lambda: populate(Path(m.path) / "tree", args.top, args.sub, args.files), "writing the tree")
-        col.walks["tree"] = {"dirs": dirs, "files": args.top * args.sub * args.files}
+            dirs, git_dirs = self.child(lambda: populate(Path(m.path) / "tree", args.top, args.sub, args.files),
+                                        "writing the tree")
+        col.walks["tree"] = {"dirs": dirs, "files": args.top * args.sub * args.files, "git_dirs": git_dirs}
         expected: dict[str, str] = {}
         for walk, cmd in WALKS.items():
             for workers in args.prefetch:

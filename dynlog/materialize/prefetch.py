@@ -16,9 +16,11 @@ the missed name, in name order (the order readdir gives and walkers follow), the
 start, up to ``WINDOW`` not yet cached or queued. The next miss among them moves the window on.
 And a walk that goes down: when a file operation lists a directory whose view this prefetcher
 loaded (find, du, ls -R, rsync descend into what they list), that directory's subdirectories are
-queued at once, and its parent counts as walked recursively from then on: every view loaded below
-such a directory has its own subdirectories queued as soon as it loads, so the walk finds the
-next level loading before it gets there. (``ls -l`` lists no subdirectory and goes no deeper.)
+queued at once, and its parent counts as walked recursively from then on: each of the parent's
+subdirectories has its own subdirectories queued as soon as it loads, so the walk finds the next
+level loading before it gets there. One level ahead, no more: a subtree the walk skips (``find
+-prune``, ``du --exclude``, a ``.git`` beside the sources) costs its first level only. (``ls -l``
+lists no subdirectory and goes no deeper.)
 
 Bounds: ``workers`` loads in flight, at most ``MAX_QUEUED`` waiting, nothing queued while the
 cache holds more than half its entry budget (prefetch must not evict what is in use). A load goes
@@ -66,13 +68,17 @@ class SiblingPrefetch:
         # (parent, child journal or None): directories whose subdirectories are to be queued, after
         # that child's name or from the start. Workers expand them: a file operation's thread
         # never takes a view lock here (it may hold others: docs/ARCHITECTURE.md, "Locking order").
-        self._expand: deque[tuple[str, str | None, bool]] = deque()  # ..., deep (see _expand_deep)
+        # ..., the child missed before (expand only if the two are next to each other), deep
+        self._expand: deque[tuple[str, str | None, str | None, bool]] = deque()
         self._queue: deque[tuple[str, str]] = deque()  # (view to load, the directory it is in)
         self._queued: set[str] = set()
-        self._seen: OrderedDict[str, tuple[float, float]] = OrderedDict()  # parent -> (listed, missed)
+        # parent -> (when listed, when a child view last missed, that child's journal)
+        self._seen: OrderedDict[str, tuple[float, float, str]] = OrderedDict()
         self._walked: OrderedDict[str, str] = OrderedDict()  # views this prefetcher loaded -> their parent
-        # directories a recursive walk is going through: what is loaded below them is expanded as
-        # soon as it loads, so the walk finds the level under it loading before it gets there
+        # directories a recursive walk is going through (it listed one of their subdirectories
+        # that this prefetcher loaded): a subdirectory of theirs that loads has its own queued at
+        # once, so the walk finds the level under it loading before it gets there. One level
+        # ahead only: a subtree the walk skips (find -prune, du --exclude) costs one level.
         self._recursive: OrderedDict[str, None] = OrderedDict()
         self._threads: list[threading.Thread] = []
         self._closed = False
@@ -104,35 +110,50 @@ class SiblingPrefetch:
         if not self.workers:
             return
         now = time.monotonic()
-        listed, last_miss = self._remember(parent, missed=now)
-        if now - listed <= LISTED_WINDOW or now - last_miss <= MISS_WINDOW:
+        listed, last_miss, last_child = self._remember(parent, missed=(now, jid))
+        if now - listed <= LISTED_WINDOW:
             self._ask_expand(parent, jid)
+        elif now - last_miss <= MISS_WINDOW:
+            self._ask_expand(parent, jid, after=last_child)
 
     # -- choosing -------------------------------------------------------------------------------
-    def _remember(self, parent: str, listed: float | None = None, missed: float | None = None) -> tuple[float, float]:
-        """Record a listing or a miss of ``parent``; returns what was known before."""
+    def _remember(self, parent: str, listed: float | None = None,
+                  missed: tuple[float, str] | None = None) -> tuple[float, float, str]:
+        """Record a listing or a child's miss in ``parent``; returns what was known before."""
         with self._lock:
-            before = self._seen.pop(parent, (float("-inf"), float("-inf")))
-            self._seen[parent] = (before[0] if listed is None else listed, before[1] if missed is None else missed)
+            before = self._seen.pop(parent, (float("-inf"), float("-inf"), ""))
+            now = (before[0] if listed is None else listed,) + (before[1:] if missed is None else missed)
+            self._seen[parent] = now  # type: ignore[assignment]
             while len(self._seen) > MAX_PARENTS:
                 self._seen.popitem(last=False)
             return before
 
-    def _ask_expand(self, parent: str, child: str | None, deep: bool = False) -> None:
+    def _ask_expand(self, parent: str, child: str | None, after: str | None = None, deep: bool = False) -> None:
         with self._lock:
             if self._closed or len(self._expand) >= MAX_QUEUED:
                 return
-            self._expand.append((parent, child, deep))
+            self._expand.append((parent, child, after, deep))
             self._start_workers()
             self._wake.notify()
 
-    def _siblings(self, parent: str, child: str | None) -> list[tuple[str, str]]:
+    def _siblings(self, parent: str, child: str | None, after: str | None = None) -> list[tuple[str, str]]:
         """The views to load for a walk through ``parent``: (journal, parent) of its subdirectories
         and hard-linked files not cached, after ``child``'s name, then from the start (all of them
-        from the start for None)."""
+        from the start for None). ``after``: the child missed before ``child``; nothing unless
+        ``child`` is the next one after it not cached (a walk in name order, as git status lstat()s
+        its index; lookups in hashed directories such as .git/objects come in no order)."""
         if self.cache.entries() > self.cache.entry_budget // 2:
             return []
+        if after is not None and not self._next_to(parent, after, child):
+            return []
         return [(jid, parent) for jid in self._children(parent, child) if self.cache.peek(jid) is None]
+
+    def _next_to(self, parent: str, before: str, child: str | None) -> bool:
+        """Whether no view between ``before`` and ``child`` in ``parent`` is left uncached."""
+        ahead = self._children(parent, before)
+        if child not in ahead:
+            return False
+        return all(self.cache.peek(jid) is not None for jid in ahead[:ahead.index(child)])
 
     def _expand_deep(self, parent: str) -> list[tuple[str, str]]:
         """A recursive walk is going through ``parent``: the views to load below those of its
@@ -140,8 +161,6 @@ class SiblingPrefetch:
         out: list[tuple[str, str]] = []
         for jid in self._children(parent, None):
             if jid.startswith("d/") and self.cache.peek(jid) is not None:
-                with self._lock:
-                    _mark(self._recursive, jid)
                 out += self._siblings(jid, None)
         return out
 
@@ -192,7 +211,7 @@ class SiblingPrefetch:
                 if self._closed:
                     return
                 if self._expand:
-                    parent, child, deep = self._expand.popleft()
+                    parent, child, after, deep = self._expand.popleft()
                     jid = None
                 else:
                     jid, parent = self._queue.popleft()
@@ -202,7 +221,7 @@ class SiblingPrefetch:
                     if deep:
                         self._enqueue(self._expand_deep(parent), MAX_QUEUED)
                     else:
-                        self._enqueue(self._siblings(parent, child))
+                        self._enqueue(self._siblings(parent, child, after))
                 elif self.cache.peek(jid) is None:  # else a file operation loaded it first
                     with operation("prefetch"):
                         self.cache.get(jid)
@@ -210,8 +229,6 @@ class SiblingPrefetch:
                         self.loaded += 1
                         _mark(self._walked, jid, parent)
                         deeper = parent in self._recursive and jid.startswith("d/")
-                        if deeper:
-                            _mark(self._recursive, jid)
                     if deeper:
                         self._ask_expand(jid, None)
             except Exception as e:  # noqa: BLE001 - a failed guess costs nothing: the file operation will load it

@@ -1,6 +1,7 @@
 """benchmarks/walk.py in a tiny configuration: it runs to the end, every walk prints the same
 with prefetch off and on (the benchmark checks that itself), and prefetch costs no request a
-walk would not have made. No timed asserts."""
+walk would not have made, but for the one level it looks ahead into a subtree the walk skips.
+No timed asserts."""
 
 from __future__ import annotations
 
@@ -33,11 +34,15 @@ def test_walk_bench_tiny(ddb_local: DynamoDBLocal, tmp_path: Path) -> None:
     for c in cols:
         assert c["error"] == "", c["error"]
         assert c["walks"]["tree"]["dirs"] == TOP + TOP * SUB
-        for walk in ("ls -lR", "find", "du -s"):
+        skipped = c["walks"]["tree"]["git_dirs"]
+        for walk in ("ls -lR", "find", "du -s", "git status"):
             off, on = c["walks"][f"{walk}|0"], c["walks"][f"{walk}|4"]
             # a cold walk loads every directory's view: at least its tail query
             assert off["own"] >= TOP + TOP * SUB, (walk, off)
-            # prefetch loads what the walk loads, no more: the same requests, made sooner. (A
-            # change-feed notice that comes while a view is loading marks it stale, costing one
-            # more Query when it is used; with prefetch more views are loading at once.)
-            assert on["own"] <= off["own"] + 2, (walk, off, on)
+            if walk == "git status":
+                continue  # it reads .git too, in an order of its own: prefetch may guess wrong there
+            # prefetch loads what the walk loads, and the .git it skips with the first level in it
+            # (two requests a view), no more. (A change-feed notice that comes while a view is loading
+            # marks it stale, costing one more Query when it is used; with prefetch more views are
+            # loading at once.)
+            assert on["own"] <= off["own"] + 2 * (1 + skipped) + 2, (walk, off, on)

@@ -120,15 +120,29 @@ def test_no_walk_no_prefetch(tree: FileSystem, store_factory) -> None:
         fs.close()
 
 
-def test_two_misses_without_a_listing_start_a_walk(tree: FileSystem, store_factory) -> None:
-    """git status lstat()s paths from its index without listing: the second subdirectory missed
-    in one directory within MISS_WINDOW is evidence enough."""
+def test_two_misses_in_name_order_start_a_walk(tree: FileSystem, store_factory) -> None:
+    """git status lstat()s paths from its index, in name order, without listing: a subdirectory
+    missed right after the one before it (none uncached between them) within MISS_WINDOW is
+    evidence enough."""
     fs = walker(store_factory)
     try:
         fs.getattr("/t/d03/f")
-        fs.getattr("/t/d07/f")
-        assert wait_cached(fs, jids(tree, DIRS))  # after d07, then wrapping round to d00
+        fs.getattr("/t/d04/f")
+        assert wait_cached(fs, jids(tree, DIRS))  # after d04, then wrapping round to d00
         assert fs.cache.prefetch.triggers == 1
+    finally:
+        fs.close()
+
+
+def test_misses_in_no_order_start_nothing(tree: FileSystem, store_factory) -> None:
+    """Lookups in a hashed directory (git's objects/xx) come in no order: no walk, no prefetch."""
+    fs = walker(store_factory)
+    try:
+        for d in ("d07", "d03", "d09", "d01"):
+            fs.getattr(f"/t/{d}/f")
+        time.sleep(0.3)
+        assert fs.store.metrics.requests(op="prefetch") == 0
+        assert fs.cache.peek(jids(tree, ["d05"])[0]) is None
     finally:
         fs.close()
 
