@@ -14,7 +14,10 @@ class _StderrLogger:
     captured stderr that is later closed) then fails every later log call."""
 
     def msg(self, message: str) -> None:
-        print(message, file=sys.stderr, flush=True)
+        # one write per line: print() writes the newline apart, and the lines of two threads
+        # logging at once ran together
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
 
     log = debug = info = warn = warning = error = err = critical = exception = fatal = failure = msg
 

@@ -9,9 +9,11 @@ a minute on round trips alone. The loads do not depend on each other, so they ca
 together, as a kernel's readahead overlaps the reads of a file read in order.
 
 When: a view missed by a file operation (not by this prefetcher) whose parent directory was
-listed within ``LISTED_WINDOW``, or had another child view missed within ``MISS_WINDOW``. A plain
-``ls`` (a listing, no stat of the subdirectories) or one ``cd`` therefore prefetches nothing:
-requests are what users pay for. What: the parent's subdirectories and hard-linked files after
+listed within ``LISTED_WINDOW``; or ``MISS_RUN`` steps in a row in one directory, a step being a
+miss of the next uncached subdirectory after the one missed before, within ``MISS_WINDOW`` of it
+(d03, d04, d05: a walk that does not list, as git status lstat()s its index in name order). A plain ``ls`` (a listing,
+no stat of the subdirectories), one ``cd`` or lookups in no order (a hashed directory such as
+.git/objects) therefore prefetch nothing: requests are what users pay for. What: the parent's subdirectories and hard-linked files after
 the missed name, in name order (the order readdir gives and walkers follow), then wrapping to the
 start, up to ``WINDOW`` not yet cached or queued. The next miss among them moves the window on.
 And a walk that goes down: when a file operation lists a directory whose view this prefetcher
@@ -50,7 +52,8 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 LISTED_WINDOW = 10.0  # s after a readdir in which a child's miss means a walk
-MISS_WINDOW = 2.0  # s between two child misses of one directory that mean a walk
+MISS_WINDOW = 2.0  # s between child misses of one directory that may mean a walk
+MISS_RUN = 2  # steps in a row (a miss of the next uncached subdirectory after the one before) that mean a walk
 WINDOW = 64  # views queued by one trigger
 SCAN_LIMIT = 4096  # entries looked at by one trigger (a directory of files has few views to load)
 MAX_QUEUED = 1024
@@ -75,6 +78,7 @@ class SiblingPrefetch:
         # parent -> (when listed, when a child view last missed, that child's journal)
         self._seen: OrderedDict[str, tuple[float, float, str]] = OrderedDict()
         self._walked: OrderedDict[str, str] = OrderedDict()  # views this prefetcher loaded -> their parent
+        self._runs: OrderedDict[str, int] = OrderedDict()  # parent -> child misses in a row, each next to the one before
         # directories a recursive walk is going through (it listed one of their subdirectories
         # that this prefetcher loaded): a subdirectory of theirs that loads has its own queued at
         # once, so the walk finds the level under it loading before it gets there. One level
@@ -115,6 +119,9 @@ class SiblingPrefetch:
             self._ask_expand(parent, jid)
         elif now - last_miss <= MISS_WINDOW:
             self._ask_expand(parent, jid, after=last_child)
+        else:
+            with self._lock:
+                self._runs.pop(parent, None)
 
     # -- choosing -------------------------------------------------------------------------------
     def _remember(self, parent: str, listed: float | None = None,
@@ -140,12 +147,19 @@ class SiblingPrefetch:
         """The views to load for a walk through ``parent``: (journal, parent) of its subdirectories
         and hard-linked files not cached, after ``child``'s name, then from the start (all of them
         from the start for None). ``after``: the child missed before ``child``; nothing unless
-        ``child`` is the next one after it not cached (a walk in name order, as git status lstat()s
-        its index; lookups in hashed directories such as .git/objects come in no order)."""
+        ``child`` is the next one after it not cached, and the miss before was such a step too (MISS_RUN): a
+        walk in name order, as git status lstat()s its index. Lookups in a hashed directory such as
+        .git/objects come in no order: with 250 subdirectories, one lookup in a few hundred lands
+        next to the one before by chance, and two in a row hardly ever."""
         if self.cache.entries() > self.cache.entry_budget // 2:
             return []
-        if after is not None and not self._next_to(parent, after, child):
-            return []
+        if after is not None:
+            step = self._next_to(parent, after, child)
+            with self._lock:
+                run = self._runs.get(parent, 0) + 1 if step else 0
+                _mark(self._runs, parent, run)
+            if run < MISS_RUN:
+                return []
         return [(jid, parent) for jid in self._children(parent, child) if self.cache.peek(jid) is None]
 
     def _next_to(self, parent: str, before: str, child: str | None) -> bool:
@@ -223,6 +237,7 @@ class SiblingPrefetch:
                     else:
                         self._enqueue(self._siblings(parent, child, after))
                 elif self.cache.peek(jid) is None:  # else a file operation loaded it first
+                    log.debug("prefetch.load", jid=jid, parent=parent)
                     with operation("prefetch"):
                         self.cache.get(jid)
                     with self._lock:
