@@ -194,6 +194,7 @@ class FileSystem:
         created and closed just before is found. Unless this mount committed to that journal
         within ``MISS_BOUND``: in a directory it is filling (tar, cp, a build's outputs) the
         lookup before each create costs nothing. Hits cost nothing, as in getattr."""
+        began = time.monotonic()
         try:
             return self.getattr(path)
         except FsError as e:
@@ -201,16 +202,16 @@ class FileSystem:
                 raise
         with self._op("lookup"):
             ppath, _ = split_path(path)
-            self._parent_exact(self.ns.resolve_dir(ppath).ino)
+            self._parent_exact(self.ns.resolve_dir(ppath).ino, began)
             return to_stat(self._node_attrs(self.ns.resolve(path)), self.block_size)
 
-    def _parent_exact(self, pino: int) -> None:
+    def _parent_exact(self, pino: int, began: float) -> None:
         """Before a lookup miss is believed: re-read the tail of directory ``pino``, unless this
         mount committed to it within ``MISS_BOUND`` (it is filling that directory, and its own
-        commits keep the view exact)."""
+        commits keep the view exact), or a read of it began after this lookup did (``began``)."""
         view = self.ns.dir_view(pino)
         if time.monotonic() - view.committed > MISS_BOUND:
-            self.cache.refresh(view)
+            self.cache.refresh(view, not_before=began)
         self.wb.settle_read(view)  # another mount's lease: it may have acknowledged the name
 
     def readdir(self, path: str) -> Iterator[tuple[str, dict[str, int] | None]]:

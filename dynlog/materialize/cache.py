@@ -54,6 +54,7 @@ class ViewCache:
         """The view of ``jid``; re-read its tail if stale or not fresh within ``max_age``.
         ``parent``: the directory journal in which a file operation met ``jid`` (a subdirectory or a
         hard-linked file there); a miss then tells the prefetcher, which may load its siblings."""
+        began = time.monotonic()
         with self._lock:
             view = self._views.get(jid)
             if view is not None:
@@ -77,7 +78,7 @@ class ViewCache:
                     if not view.stale:
                         return view
         if view.stale or (max_age is not None and not self.fresh(view, max_age)):
-            self.refresh(view)
+            self.refresh(view, not_before=began)
         return view
 
     def fresh(self, view: View, max_age: float) -> bool:
@@ -120,10 +121,16 @@ class ViewCache:
             return view
         raise AssertionError("unreachable")
 
-    def refresh(self, view: View) -> list[Record]:
+    def refresh(self, view: View, not_before: float | None = None) -> list[Record]:
         """Fast-forward from the head: one query for the records after it. Returns the records
-        folded (empty after a rebuild, which callers treat as "everything may have changed")."""
+        folded (empty after a rebuild, which callers treat as "everything may have changed").
+        ``not_before``: when the caller's operation began. A read of the tail that began after it
+        (another thread's, which held the view's lock while this one waited for it) shows every
+        commit this operation must see, so none is made: opens and lookups that arrive together
+        in one directory, as a parallel build's do, share one Query instead of queueing one each."""
         with view.lock:
+            if not_before is not None and not view.stale and view.validated >= not_before:
+                return []
             started = time.monotonic()
             if view.own_lease:  # nothing to read: see View.own_lease (a batch may be in flight)
                 view.mark_validated(started)

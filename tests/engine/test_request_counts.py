@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import threading
 import time
 from typing import Callable
 
@@ -368,3 +369,34 @@ def test_no_reads_on_the_create_path_of_a_followed_directory(store: Store, store
         assert writes(own) == 40, snap
     finally:
         fs.close()
+
+
+@pytest.mark.parametrize("kind", ["open", "lookup miss"])
+def test_opens_arriving_together_share_one_tail_read(warm: FileSystem, kind: str) -> None:
+    """Close-to-open costs an open (and a lookup miss) one Query of its directory's tail. Those
+    that arrive while another read of it is on its way wait for that read's lock, and the next
+    read, which begins after they all began, shows them every commit they must see: one Query for
+    all of them, not one each (a parallel build opening headers in one directory)."""
+    fs = warm
+    for i in range(4):
+        create_file(fs, f"/a/f{i}")
+    fs.ns.dir_view(fs.getattr("/a")["st_ino"])
+    view = fs.ns.dir_view(fs.getattr("/a")["st_ino"])
+    fs.store.metrics.reset()
+
+    def one(i: int) -> None:
+        if kind == "open":
+            fs.release(fs.open(f"/a/f{i}", os.O_RDONLY, ROOT))
+        else:
+            with pytest.raises(FsError):
+                fs.lookup(f"/a/missing{i}")
+
+    with view.lock:  # as if another thread's read were on its way
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.3)  # all four began and wait for the view
+    for t in threads:
+        t.join(timeout=30)
+    op = "open" if kind == "open" else "lookup"
+    assert fs.store.metrics.by_call(op) == {"Query": 1}
