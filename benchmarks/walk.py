@@ -1,20 +1,24 @@
 #!/usr/bin/env python3
-"""Cold tree walks on real mounts: ``ls -lR``, ``find``, ``du`` and ``git status`` on a fresh mount, with sibling
-prefetch off and on (dynlog/materialize/prefetch.py), at an injected round-trip latency.
+"""Cold tree walks on real mounts: ``ls -lR``, ``find``, ``du``, ``git status`` and ``grep -r`` on a fresh
+mount, with mount options to compare (sibling prefetch off and on, ``nocto``), at an injected
+round-trip latency.
 
 Why: a fresh mount knows nothing, and each directory a walk enters costs its view: two requests
 (the snapshot, then the tail after it). A walker goes one directory at a time, so without
 prefetch a walk of D directories waits 2·D round trips one after another; with it, the views of
 a walked directory's subdirectories load several at once. This is what a user meets first on a
 machine that mounts a shared tree: ``ls -lR``, ``find``, ``du``, ``rsync`` and ``git status``.
+``grep -r`` opens every file as well, and close-to-open costs each open a Query of its
+directory's tail, which ``-o nocto`` trades for the change feed's delay.
 
 A column is a store and a latency (``local``, ``ddb0``, ``ddbN``). Its tree (``--top``
 directories of ``--sub`` subdirectories, ``--files`` small files in each, a few hard links) is
-written once through a write-behind mount and committed to a git repository there; then every walk runs on a fresh mount of its own, once
-for each ``--prefetch`` setting, with the mount's own request counters read before and after.
+written once through a write-behind mount and committed to a git repository there; then every
+walk runs on a fresh mount of its own, once for each ``--settings`` option set, with the mount's
+own request counters read before and after.
 
     python benchmarks/walk.py                                   # ddb8, 20 x 10 directories, prefetch 0 and 8
-    python benchmarks/walk.py --columns local,ddb0,ddb8 --prefetch 0,4,8,16
+    python benchmarks/walk.py --columns local,ddb8 --settings 'prefetch=0;prefetch=8;prefetch=8,nocto'
 
 Not a test (tests/bench/test_walk_bench.py runs a tiny configuration). Needs root and DynamoDB
 Local as scripts/install-deps installs it. docs/SCALING.md ("Cold walks") records a run.
@@ -45,6 +49,8 @@ WALKS = {
     # lstat of every tracked file (in index order, no listing first), then a listing of every
     # directory for untracked files
     "git status": ["git", "status", "--porcelain"],
+    # an open of every file: close-to-open's Query each, unless -o nocto
+    "grep -r": ["grep", "-r", "-c", "--exclude-dir=.git", "-e", "."],
 }
 GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.invalid",
            "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.invalid"}
@@ -96,8 +102,8 @@ class WalkBench(Bench):
         col.walks["tree"] = {"dirs": dirs, "files": args.top * args.sub * args.files, "git_dirs": git_dirs}
         expected: dict[str, str] = {}
         for walk, cmd in WALKS.items():
-            for workers in args.prefetch:
-                self.options = f"prefetch={workers}"
+            for setting in args.settings:
+                self.options = setting
                 with self.mounted(mounter, source, proxy) as (m, probe):
                     root = Path(m.path) / "tree"
                     time.sleep(1.0)  # the relay takes its lease, the feed settles (as latency.py waits)
@@ -107,10 +113,10 @@ class WalkBench(Bench):
                     seconds = time.monotonic() - t0
                     r = Requests.between(before, probe.settle(), proxy is not None)
                 if expected.setdefault(walk, out) != out:
-                    raise StageError(f"{walk} with prefetch={workers} printed something else than before")
-                col.walks[f"{walk}|{workers}"] = {**asdict(r), "seconds": seconds, "dirs_per_s": dirs / seconds,
+                    raise StageError(f"{walk} with -o {setting} printed something else than before")
+                col.walks[f"{walk}|{setting}"] = {**asdict(r), "seconds": seconds, "dirs_per_s": dirs / seconds,
                                                   "own_per_dir": r.own / dirs}
-                print(f"[walk bench] {col.name}: {walk}, prefetch={workers}: {seconds:.2f} s, "
+                print(f"[walk bench] {col.name}: {walk}, -o {setting}: {seconds:.2f} s, "
                       f"{r.own / dirs:.2f} requests a directory", file=sys.stderr, flush=True)
 
 
@@ -122,27 +128,33 @@ def run_column(bench: WalkBench, col: Column, work: Path, ddb: Callable[[], Dyna
         col.error = f"{type(e).__name__}: {e}".strip()[:4000]
 
 
-def format_table(cols: list[Column], prefetch: list[int]) -> str:
+def format_table(cols: list[Column], settings: list[str]) -> str:
     dirs = next((c.walks["tree"]["dirs"] for c in cols if "tree" in c.walks), 0)
-    lines = ["| | " + " | ".join(f"{L.column_name(c.latency_ms)}, prefetch {w}" for c in cols for w in prefetch) + " |",
-             "|---|" + "---|" * (len(cols) * len(prefetch))]
+    lines = ["| | " + " | ".join(f"{L.column_name(c.latency_ms)}, -o {w}" for c in cols for w in settings) + " |",
+             "|---|" + "---|" * (len(cols) * len(settings))]
     for walk in WALKS:
         for label, key, digits in ((f"{walk} of {dirs} directories: seconds", "seconds", 2),
                                    (f"{walk}: requests per directory, own", "own_per_dir", 2)):
             cells = [L._num(c.walks[f"{walk}|{w}"][key], digits) if f"{walk}|{w}" in c.walks else "–"
-                     for c in cols for w in prefetch]
+                     for c in cols for w in settings]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     notes = [f"- {L.column_name(c.latency_ms)}: {c.error}" for c in cols if c.error]
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
-def workers_list(text: str) -> list[int]:
-    try:
-        out = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated whole numbers") from None
-    if not out or any(w < 0 or w > 64 for w in out):
-        raise argparse.ArgumentTypeError(f"{text!r}: each from 0 to 64")
+def settings_list(text: str) -> list[str]:
+    """Mount option sets, separated by ';' (each is one -o value); checked as the mount checks them."""
+    from dynlog.errors import QuietError
+    from dynlog.cli.mountcmd import parse_options
+
+    out = [x.strip() for x in text.split(";") if x.strip()]
+    if not out:
+        raise argparse.ArgumentTypeError(f"{text!r}: no mount options")
+    for setting in out:
+        try:
+            parse_options([setting])
+        except QuietError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
     return out
 
 
@@ -152,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=L.count_arg(1), default=20, help="top-level directories (default 20)")
     ap.add_argument("--sub", type=L.count_arg(0), default=10, help="subdirectories in each (default 10)")
     ap.add_argument("--files", type=L.count_arg(0), default=3, help="small files in each subdirectory (default 3)")
-    ap.add_argument("--prefetch", type=workers_list, default=[0, 8], help="prefetch settings to compare (default 0,8)")
+    ap.add_argument("--settings", type=settings_list, default=["prefetch=0", "prefetch=8"],
+                    help="mount option sets to compare, separated by ';' (default 'prefetch=0;prefetch=8')")
     ap.add_argument("--latency-ms", type=float, default=8.0, help="injected per-request latency (default 8)")
     ap.add_argument("--columns", default=None, help="comma-separated local, ddb0, ddbN (default ddbLATENCY)")
     ap.add_argument("--stage-timeout", type=float, default=600.0)
@@ -179,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json_out.write_text(json.dumps({"commit": commit(), "argv": sys.argv[1:] if argv is None else argv,
                                              "columns": [asdict(c) for c in cols]}, indent=1))
     print(f"commit {commit()}, {os.cpu_count()} cores, {time.monotonic() - started:.0f} s\n")
-    print(format_table(cols, args.prefetch))
+    print(format_table(cols, args.settings))
     return 1 if any(c.error for c in cols) else 0
 
 

@@ -61,6 +61,7 @@ class MountOptions:
     metrics: str | None = None  # ADDR:PORT of the Prometheus endpoint (dynlog/observe)
     writebehind: bool = False  # -o writebehind: write-behind directories (docs/ARCHITECTURE.md)
     prefetch: int | None = None  # -o prefetch=N: views a walk loads at once (None: the store's default)
+    nocto: bool = False  # -o nocto: open() trusts the change feed instead of re-reading (as NFS's nocto)
 
     @property
     def allow_other(self) -> bool:
@@ -112,6 +113,8 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                 opts.prefetch = int(val)
             elif key in ("writebehind", "sync_dirops") and not eq:
                 opts.writebehind = key == "writebehind"
+            elif key in ("nocto", "cto") and not eq:
+                opts.nocto = key == "nocto"
             elif key == "metrics" and eq:
                 from ..observe.server import parse_address
 
@@ -133,7 +136,7 @@ def parse_options(values: list[str], sloppy: bool = False) -> MountOptions:
                     f"unknown mount option {item!r} (known: {', '.join(sorted(FUSE_FLAGS | FUSE_VALUED))}, "
                     "endpoint_url=URL, freshness=auto|direct|relay|ttl, ttl=SECONDS, entry_timeout=SECONDS, "
                     "attr_timeout=SECONDS, outage_limit=SECONDS, metrics=ADDR:PORT, log=FILE, prefetch=N, writebehind, "
-                    "sync_dirops)", 2)
+                    "sync_dirops, nocto, cto)", 2)
     return opts
 
 
@@ -159,6 +162,8 @@ def format_options(opts: MountOptions) -> str:
         parts.append(f"prefetch={opts.prefetch}")
     if opts.writebehind:
         parts.append("writebehind")
+    if opts.nocto:
+        parts.append("nocto")
     return ",".join(parts)
 
 
@@ -244,7 +249,8 @@ def mount_foreground(source: str, mountpoint: str, opts: MountOptions, endpoint:
     # noatime by default: a read that writes costs a PutItem and a notice to every mount (docs/OPERATIONS.md, atime)
     atime = next((k for k in ("strictatime", "relatime", "atime") if opts.fuse.get(k)), "noatime")
     fs = FileSystem(store, ttl=opts.ttl, atime_policy="relatime" if atime == "atime" else atime,
-                    writebehind=opts.writebehind, prefetch_workers=prefetch_workers(opts.prefetch, store.source))
+                    writebehind=opts.writebehind, prefetch_workers=prefetch_workers(opts.prefetch, store.source),
+                    close_to_open=not opts.nocto)
     ops = DynlogOperations(
         fs,
         entry_timeout=ENTRY_TIMEOUT if opts.entry_timeout is None else opts.entry_timeout,
@@ -390,7 +396,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="comma-separated: allow_other, ro, noatime, nosuid, nodev, noexec, fsname=, "
                         "endpoint_url=URL, ttl=SECONDS, entry_timeout=, attr_timeout=, log=FILE, "
                         "metrics=ADDR:PORT (Prometheus endpoint), prefetch=N (views a walk loads at once), "
-                        "writebehind, freshness=, outage_limit=")
+                        "writebehind, nocto (open trusts the change feed), freshness=, outage_limit=")
     p.add_argument("-f", "--foreground", action="store_true", help="stay in the foreground (serve until unmounted)")
     p.set_defaults(func=cmd_mount)
 

@@ -71,11 +71,13 @@ class FileSystem:
     def __init__(self, store: Store, *, session: str | None = None, ttl: float = 1.0, atime_policy: str = "noatime",
                  entry_budget: int = 500_000, block_cache_bytes: int = 128 * 1024 * 1024,
                  writebehind: bool = False, writebehind_settings: "Settings | None" = None,
-                 prefetch_workers: int = 0) -> None:
+                 prefetch_workers: int = 0, close_to_open: bool = True) -> None:
         """``writebehind``: take write-behind leases on directories this mount is busy in
         (docs/ARCHITECTURE.md, "Write-behind directories"). Off or on, other mounts' leases are
         honoured. ``prefetch_workers``: views a walk loads at once (dynlog/materialize/prefetch.py);
-        0: none (the mount's default depends on the store: dynlog/cli/mountcmd.py)."""
+        0: none (the mount's default depends on the store: dynlog/cli/mountcmd.py).
+        ``close_to_open`` False (``-o nocto``, as NFS's): open() and a lookup that misses trust a
+        view the change feed vouches for instead of re-reading its tail (one Query each)."""
         self.store = store
         self.atime_policy = atime_policy
         self.session = session or secrets.token_hex(4)
@@ -89,7 +91,9 @@ class FileSystem:
         self.ns = Namespace(store, self.sb, self.cache, self.committer, self.allocator, ttl=ttl)
         self.data = FileData(BlockStore(store, self.sb.block_size, BlockCache(block_cache_bytes)), self.session)
         self.block_size = self.sb.block_size
-        self.open_max_age = 0.0  # close-to-open: open() re-reads the parent's tail
+        self.close_to_open = close_to_open
+        # close-to-open: open() re-reads the parent's tail; nocto: a view fresh within the TTL will do
+        self.open_max_age: float | None = 0.0 if close_to_open else None
         self.follower: "Follower | None" = None
         self._files: dict[int, OpenFile] = {}
         self._handles: dict[int, OpenFile] = {}
@@ -210,7 +214,7 @@ class FileSystem:
         mount committed to it within ``MISS_BOUND`` (it is filling that directory, and its own
         commits keep the view exact), or a read of it began after this lookup did (``began``)."""
         view = self.ns.dir_view(pino)
-        if time.monotonic() - view.committed > MISS_BOUND:
+        if self.close_to_open and time.monotonic() - view.committed > MISS_BOUND:
             self.cache.refresh(view, not_before=began)
         self.wb.settle_read(view)  # another mount's lease: it may have acknowledged the name
 

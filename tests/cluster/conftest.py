@@ -15,12 +15,13 @@ from dynlog.store.base import Store
 
 @pytest.fixture
 def clients(store: Store, store_factory: Callable[[], Store]) -> Iterator[Callable[..., FileSystem]]:
-    """``clients(services=True, **start_services_kw)`` makes one more client; all are closed after."""
+    """``clients(services=True, fs_kw=None, **start_services_kw)`` makes one more client (FileSystem
+    keywords in ``fs_kw``); all are closed after."""
     mkfs(store)
     made: list[FileSystem] = []
 
-    def make(services: bool = True, **kw) -> FileSystem:
-        fs = FileSystem(store_factory())
+    def make(services: bool = True, fs_kw: dict | None = None, **kw) -> FileSystem:
+        fs = FileSystem(store_factory(), **(fs_kw or {}))
         if services:
             fs.start_services("/mnt/test", **kw)
         made.append(fs)

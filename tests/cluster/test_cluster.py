@@ -156,6 +156,49 @@ def test_close_to_open_sees_the_newest_bytes(clients) -> None:
     b.release(fh, C)
 
 
+def test_nocto_opens_trust_the_feed(clients) -> None:
+    """-o nocto (as NFS's): open() and a lookup that misses cost no request while the change feed
+    vouches for the directory; another client's new name still arrives, through the feed. A
+    default client pays its close-to-open Query."""
+    a = clients()
+    b = clients(fs_kw={"close_to_open": False})
+    cto = clients()
+    a.mkdir("/d", 0o755, C)
+    fh = a.create("/d/f", 0o644, os.O_WRONLY, C)
+    a.write(fh, b"one", 0, C)
+    a.release(fh, C)
+    for fs in (b, cto):
+        assert wait_for(lambda fs=fs: "f" in names(fs, "/d"), 15)
+
+    def open_read(fs: FileSystem) -> bytes:
+        fh = fs.open("/d/f", os.O_RDONLY, C)
+        try:
+            return fs.read(fh, 10, 0)
+        finally:
+            fs.release(fh, C)
+
+    for fs in (b, cto):
+        assert open_read(fs) == b"one"
+    time.sleep(0.5)  # the feed's notices of a's commits are in: nothing marks /d stale now
+    for fs in (b, cto):
+        fs.store.metrics.reset()
+        assert open_read(fs) == b"one"
+        with pytest.raises(FsError):
+            fs.lookup("/d/missing")
+    assert b.store.metrics.by_call("open") == {} and b.store.metrics.by_call("lookup") == {}
+    assert cto.store.metrics.by_call("open") == {"Query": 1} == cto.store.metrics.by_call("lookup")
+    a.release(a.create("/d/g", 0o644, os.O_WRONLY, C), C)
+
+    def finds_g() -> bool:
+        try:
+            b.lookup("/d/g")
+            return True
+        except FsError:
+            return False
+
+    assert wait_for(finds_g, 15)
+
+
 def test_sessions_are_listed_and_removed(clients, store: Store) -> None:
     a = clients()
     live = {s.id: s for s in list_sessions(store)}

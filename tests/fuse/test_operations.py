@@ -184,6 +184,13 @@ def test_parse_options() -> None:
         parse_options(["freshness=sometimes"])
     with pytest.raises(QuietError, match="max_threads"):
         parse_options(["max_threads=lots"])
+    o = parse_options(["prefetch=16,nocto,writebehind"])
+    assert (o.prefetch, o.nocto, o.writebehind) == (16, True, True)
+    assert parse_options([format_options(o)]) == o
+    assert not parse_options(["nocto,cto"]).nocto
+    for bad in ("prefetch=-1", "prefetch=65", "prefetch=some"):
+        with pytest.raises(QuietError, match="prefetch"):
+            parse_options([bad])
 
 
 def test_mountinfo_unescape() -> None:
