@@ -38,7 +38,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from itertools import chain, islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 
@@ -62,21 +62,39 @@ MAX_WALKED = 4096  # views loaded here that are remembered (a listing of one con
 DEFAULT_WORKERS = 8
 
 
+class Expansion(NamedTuple):
+    """Work for a worker: queue the views below ``parent``."""
+
+    parent: str
+    child: str | None  # from the name after this child's, wrapping round; None: from the start
+    after: str | None  # the child missed before ``child``: expand only if they are next to each other
+    deep: bool  # queue the level below each cached subdirectory of ``parent`` (a walk going down)
+
+
+class Seen(NamedTuple):
+    """What is known of a directory: when it was last listed, and its last child miss (when, which)."""
+
+    listed: float
+    missed: float
+    child: str
+
+
+NEVER_SEEN = Seen(float("-inf"), float("-inf"), "")
+
+
 class SiblingPrefetch:
     def __init__(self, cache: "ViewCache", workers: int = DEFAULT_WORKERS) -> None:
         self.cache = cache
         self.workers = workers
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        # (parent, child journal or None): directories whose subdirectories are to be queued, after
-        # that child's name or from the start. Workers expand them: a file operation's thread
-        # never takes a view lock here (it may hold others: docs/ARCHITECTURE.md, "Locking order").
-        # ..., the child missed before (expand only if the two are next to each other), deep
-        self._expand: deque[tuple[str, str | None, str | None, bool]] = deque()
+        # directories whose subdirectories are to be queued. Workers expand them: a file
+        # operation's thread never takes a view lock here (it may hold others: docs/ARCHITECTURE.md,
+        # "Locking order")
+        self._expand: deque[Expansion] = deque()
         self._queue: deque[tuple[str, str]] = deque()  # (view to load, the directory it is in)
         self._queued: set[str] = set()
-        # parent -> (when listed, when a child view last missed, that child's journal)
-        self._seen: OrderedDict[str, tuple[float, float, str]] = OrderedDict()
+        self._seen: OrderedDict[str, Seen] = OrderedDict()
         self._walked: OrderedDict[str, str] = OrderedDict()  # views this prefetcher loaded -> their parent
         self._runs: OrderedDict[str, int] = OrderedDict()  # parent -> child misses in a row, each next to the one before
         # directories a recursive walk is going through (it listed one of their subdirectories
@@ -114,32 +132,31 @@ class SiblingPrefetch:
         if not self.workers:
             return
         now = time.monotonic()
-        listed, last_miss, last_child = self._remember(parent, missed=(now, jid))
-        if now - listed <= LISTED_WINDOW:
+        before = self._remember(parent, missed=(now, jid))
+        if now - before.listed <= LISTED_WINDOW:
             self._ask_expand(parent, jid)
-        elif now - last_miss <= MISS_WINDOW:
-            self._ask_expand(parent, jid, after=last_child)
+        elif now - before.missed <= MISS_WINDOW:
+            self._ask_expand(parent, jid, after=before.child)
         else:
             with self._lock:
                 self._runs.pop(parent, None)
 
     # -- choosing -------------------------------------------------------------------------------
-    def _remember(self, parent: str, listed: float | None = None,
-                  missed: tuple[float, str] | None = None) -> tuple[float, float, str]:
-        """Record a listing or a child's miss in ``parent``; returns what was known before."""
+    def _remember(self, parent: str, listed: float | None = None, missed: tuple[float, str] | None = None) -> "Seen":
+        """Record a listing or a child's miss (when, which) in ``parent``; returns what was known before."""
         with self._lock:
-            before = self._seen.pop(parent, (float("-inf"), float("-inf"), ""))
-            now = (before[0] if listed is None else listed,) + (before[1:] if missed is None else missed)
-            self._seen[parent] = now  # type: ignore[assignment]
-            while len(self._seen) > MAX_PARENTS:
-                self._seen.popitem(last=False)
+            before = self._seen.get(parent, NEVER_SEEN)
+            now = before._replace(listed=before.listed if listed is None else listed)
+            if missed is not None:
+                now = now._replace(missed=missed[0], child=missed[1])
+            _mark(self._seen, parent, now, MAX_PARENTS)
             return before
 
     def _ask_expand(self, parent: str, child: str | None, after: str | None = None, deep: bool = False) -> None:
         with self._lock:
             if self._closed or len(self._expand) >= MAX_QUEUED:
                 return
-            self._expand.append((parent, child, after, deep))
+            self._expand.append(Expansion(parent, child, after, deep))
             self._start_workers()
             self._wake.notify()
 
@@ -219,35 +236,49 @@ class SiblingPrefetch:
 
     def _work(self) -> None:
         while True:
-            with self._lock:
-                while not self._expand and not self._queue and not self._closed:
-                    self._wake.wait()
-                if self._closed:
-                    return
-                if self._expand:
-                    parent, child, after, deep = self._expand.popleft()
-                    jid = None
-                else:
-                    jid, parent = self._queue.popleft()
-                    self._queued.discard(jid)
+            task = self._next_task()
+            if task is None:
+                return
             try:
-                if jid is None:
-                    if deep:
-                        self._enqueue(self._expand_deep(parent), MAX_QUEUED)
-                    else:
-                        self._enqueue(self._siblings(parent, child, after))
-                elif self.cache.peek(jid) is None:  # else a file operation loaded it first
-                    log.debug("prefetch.load", jid=jid, parent=parent)
-                    with operation("prefetch"):
-                        self.cache.get(jid)
-                    with self._lock:
-                        self.loaded += 1
-                        _mark(self._walked, jid, parent)
-                        deeper = parent in self._recursive and jid.startswith("d/")
-                    if deeper:
-                        self._ask_expand(jid, None)
+                if isinstance(task, Expansion):
+                    self._run(task)
+                else:
+                    self._load(*task)
             except Exception as e:  # noqa: BLE001 - a failed guess costs nothing: the file operation will load it
-                log.debug("prefetch.failed", jid=jid or parent, error=str(e))
+                log.debug("prefetch.failed", task=str(task), error=str(e))
+
+    def _next_task(self) -> "Expansion | tuple[str, str] | None":
+        """The next expansion (first: they feed the loads), else the next view to load; None once
+        closed."""
+        with self._lock:
+            while not self._expand and not self._queue and not self._closed:
+                self._wake.wait()
+            if self._closed:
+                return None
+            if self._expand:
+                return self._expand.popleft()
+            jid, parent = self._queue.popleft()
+            self._queued.discard(jid)
+            return jid, parent
+
+    def _run(self, task: Expansion) -> None:
+        if task.deep:
+            self._enqueue(self._expand_deep(task.parent), MAX_QUEUED)
+        else:
+            self._enqueue(self._siblings(task.parent, task.child, task.after))
+
+    def _load(self, jid: str, parent: str) -> None:
+        if self.cache.peek(jid) is not None:
+            return  # a file operation loaded it first
+        log.debug("prefetch.load", jid=jid, parent=parent)
+        with operation("prefetch"):
+            self.cache.get(jid)
+        with self._lock:
+            self.loaded += 1
+            _mark(self._walked, jid, parent)
+            deeper = parent in self._recursive and jid.startswith("d/")
+        if deeper:  # a recursive walk comes this way: one level ahead of it
+            self._ask_expand(jid, None)
 
     def close(self) -> None:
         with self._lock:
@@ -261,11 +292,11 @@ class SiblingPrefetch:
             t.join(timeout=5)
 
 
-def _mark(seen: "OrderedDict[str, Any]", key: str, value: Any = None) -> None:
+def _mark(seen: "OrderedDict[str, Any]", key: str, value: Any = None, bound: int = MAX_WALKED) -> None:
     """Remember ``key`` as the newest of a bounded set (the oldest go first)."""
     seen.pop(key, None)
     seen[key] = value
-    while len(seen) > MAX_WALKED:
+    while len(seen) > bound:
         seen.popitem(last=False)
 
 
