@@ -64,7 +64,7 @@ class Column:
     error: str = ""
 
 
-def populate(root: Path, top: int, sub: int, files: int) -> tuple[int, int]:
+def populate(root: Path, top: int, sub: int, files: int, file_bytes: int = 0) -> tuple[int, int]:
     """The tree under ``root``; returns the number of directories below it, and of those directly
     in its .git (which ls, find and du are told to skip: prefetch loads that one level of it)."""
     root.mkdir()
@@ -78,7 +78,7 @@ def populate(root: Path, top: int, sub: int, files: int) -> tuple[int, int]:
             d.mkdir()
             n += 1
             for k in range(files):
-                (d / f"f{k:03d}.dat").write_bytes(os.urandom(200 + 37 * k))
+                (d / f"f{k:03d}.dat").write_bytes(os.urandom(file_bytes or 200 + 37 * k))
         if sub:
             os.link(t / "sub000" / "f000.dat", t / "linked.dat")  # an inode journal for ls -l to load
     env = {**os.environ, **GIT_ENV, "HOME": str(root.parent)}
@@ -97,8 +97,8 @@ class WalkBench(Bench):
         mounter = Mounter(self.work)
         self.options = "writebehind"
         with self.mounted(mounter, source, proxy) as (m, _):
-            dirs, git_dirs = self.child(lambda: populate(Path(m.path) / "tree", args.top, args.sub, args.files),
-                                        "writing the tree")
+            dirs, git_dirs = self.child(lambda: populate(Path(m.path) / "tree", args.top, args.sub, args.files,
+                                                         args.file_bytes), "writing the tree")
         col.walks["tree"] = {"dirs": dirs, "files": args.top * args.sub * args.files, "git_dirs": git_dirs}
         expected: dict[str, str] = {}
         for walk, cmd in WALKS.items():
@@ -164,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=L.count_arg(1), default=20, help="top-level directories (default 20)")
     ap.add_argument("--sub", type=L.count_arg(0), default=10, help="subdirectories in each (default 10)")
     ap.add_argument("--files", type=L.count_arg(0), default=3, help="small files in each subdirectory (default 3)")
+    ap.add_argument("--file-bytes", type=L.count_arg(0), default=0,
+                    help="size of every file (default 0: 200 to 300 bytes, inline in the views)")
     ap.add_argument("--settings", type=settings_list, default=["prefetch=0", "prefetch=8"],
                     help="mount option sets to compare, separated by ';' (default 'prefetch=0;prefetch=8')")
     ap.add_argument("--latency-ms", type=float, default=8.0, help="injected per-request latency (default 8)")
