@@ -25,7 +25,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from .. import schema
-from ..data.blocks import READ_BATCH, WRITE_BATCH, BlockStore
+from ..data.blocks import READ_BATCH, WRITE_BATCH, BlockKey, BlockStore
+from ..data.siblings import SiblingReadahead
 from ..errors import FsError
 from ..journal.inode import INLINE_MAX, Inode, Run, evolve, map_lookup, with_contents
 
@@ -111,11 +112,21 @@ def runs_of(versions: dict[int, str]) -> tuple[Run, ...]:
     return tuple(runs)
 
 
+def first_block(inode: Inode) -> BlockKey | None:
+    """The key of a plain regular file's first block, or None: inline contents, a hole, no
+    blocks, or a hard-linked file (its name here is a reference; its inode is in its own journal)."""
+    if not inode.is_reg or inode.linked or inode.data is not None or not inode.blocks:
+        return None
+    wid = map_lookup(inode.blocks, 0)
+    return None if wid is None else (schema.block_id(inode.ino, wid), 0)
+
+
 class FileData:
     """Reads and writes of file contents for one mount."""
 
     def __init__(self, blocks: BlockStore, session: str) -> None:
         self.blocks = blocks
+        self.siblings = SiblingReadahead(blocks)  # the next files' first blocks, for readers going through a directory
         self.block_size = blocks.block_size
         self.session = session
 

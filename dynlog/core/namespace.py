@@ -12,6 +12,7 @@ import functools
 import stat
 import time
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Callable
 
 from .. import schema
@@ -32,6 +33,7 @@ RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 RENAME_SENTINEL = "rename"
 RENAME_ATTEMPTS = 30  # a directory move re-resolves after any conflict: bounded, with backoff
+SCAN_LIMIT = 4096  # entries_after looks at no more (a directory of a million files stays cheap)
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,22 @@ class Namespace:
         view = self.dir_view(node.ino, max_age)
         with view.lock:
             return list(view.entries.items())
+
+    def entries_after(self, pino: int, after: str, n: int, keep: Callable[[Inode], bool]) -> list[tuple[str, Inode]]:
+        """Up to ``n`` entries of directory ``pino`` after the name ``after``, in name order, that
+        ``keep`` accepts (looking at no more than ``SCAN_LIMIT`` entries): from the cached view,
+        read as a lookup would."""
+        view = self.dir_view(pino)
+        out: list[tuple[str, Inode]] = []
+        with view.lock:
+            entries = view.entries
+            for name in islice(entries.irange(minimum=after, inclusive=(False, False)), SCAN_LIMIT):
+                ent = entries[name]
+                if keep(ent):
+                    out.append((name, ent))
+                    if len(out) >= n:
+                        break
+        return out
 
     # -- helpers for builds ------------------------------------------------------------------------
     @staticmethod

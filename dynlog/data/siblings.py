@@ -1,0 +1,84 @@
+"""Readahead across files: when a reader opens the files of one directory in name order, the
+first blocks of the files after it are fetched ahead, many files to one BatchGetItem.
+
+Why: a file's own readahead (dynlog/core/files.py) hides the round trips inside a large file,
+but ``tar c``, ``cp -r``, ``rsync`` and ``grep -r`` read many files of a few blocks each, one
+after another, and each file's first block is a round trip of its own (5 to 8 ms on DynamoDB)
+that nothing overlaps. Those programs open a directory's files in the order readdir gives, which
+on dynlog is name order, and the directory's view already holds every file's block map: the
+keys of the next files' first blocks are known without a request, and up to ``READ_BATCH`` of
+them travel in one BatchGetItem, so the reader finds them cached or on their way.
+
+When: the ``RUN``-th open in a row in one directory of a name after the one opened before, each
+within ``RUN_WINDOW`` of it (opens in no order, as a compiler's of its headers, start nothing).
+What: the first block of each of the next ``AHEAD`` regular files with blocks (inline files
+travel in the view and need nothing), fetched again when the reader has gone half way through
+what was fetched. Blocks are immutable versions, so a block fetched ahead is never wrong: a file
+rewritten since has a new block map and the old block is only an unused cache entry. The blocks
+go to the mount's block cache, which bounds their memory.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from .blocks import READ_BATCH, BlockKey, BlockStore
+
+RUN = 2  # opens in name order, after the first, that mean a reader goes through the directory
+RUN_WINDOW = 2.0  # s between two such opens
+AHEAD = READ_BATCH  # files whose first block is fetched ahead: one BatchGetItem
+MAX_DIRS = 256  # directories whose last open is remembered
+
+# (after this name, at most this many) -> the regular files after it in name order, each with the
+# key of its first block (None: inline, a hole, nothing to fetch)
+Following = Callable[[str, int], Sequence[tuple[str, BlockKey | None]]]
+
+
+@dataclass
+class _Reading:
+    """One directory's opens: the last name, when, how many in a row came in name order, and how
+    far the first blocks were fetched (the last name fetched, and the one half way to it)."""
+
+    name: str
+    at: float
+    run: int = 0
+    fetched_to: str = ""
+    refill_at: str = ""
+
+
+class SiblingReadahead:
+    def __init__(self, blocks: BlockStore) -> None:
+        self.blocks = blocks
+        self._dirs: OrderedDict[int, _Reading] = OrderedDict()
+        self._lock = threading.Lock()
+        self.fetched = 0  # first blocks asked for ahead (counted for tests and stats)
+
+    def opened(self, directory: int, name: str, following: Following) -> None:
+        """A file named ``name`` in directory ``directory`` was opened for reading."""
+        now = time.monotonic()
+        with self._lock:
+            st = self._dirs.pop(directory, None)
+            if st is None or now - st.at > RUN_WINDOW or name <= st.name:
+                st = _Reading(name, now)
+            else:
+                st.name, st.at, st.run = name, now, st.run + 1
+            self._dirs[directory] = st
+            while len(self._dirs) > MAX_DIRS:
+                self._dirs.popitem(last=False)
+            if st.run < RUN or (st.fetched_to and name < st.refill_at):
+                return
+            after = max(name, st.fetched_to)
+        files = following(after, AHEAD)
+        keys = [k for _, k in files if k is not None]
+        if files:
+            with self._lock:
+                st.fetched_to = files[-1][0]
+                st.refill_at = files[len(files) // 2][0]
+        if keys:
+            self.fetched += len(keys)
+            self.blocks.prefetch(keys)
+
