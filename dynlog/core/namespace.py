@@ -174,9 +174,11 @@ class Namespace:
 
     def entries_after(self, pino: int, after: str, n: int, keep: Callable[[Inode], bool]) -> list[tuple[str, Inode]]:
         """Up to ``n`` entries of directory ``pino`` after the name ``after``, in name order, that
-        ``keep`` accepts (looking at no more than ``SCAN_LIMIT`` entries): from the cached view,
-        read as a lookup would."""
-        view = self.dir_view(pino)
+        ``keep`` accepts (looking at no more than ``SCAN_LIMIT`` entries), from its view as cached:
+        no request is made, and nothing is found in a view not cached."""
+        view = self.cache.peek(schema.dir_journal(pino))
+        if view is None:
+            return []
         out: list[tuple[str, Inode]] = []
         with view.lock:
             entries = view.entries

@@ -74,11 +74,11 @@ class SiblingReadahead:
             after = max(name, st.fetched_to)
         files = following(after, AHEAD)
         keys = [k for _, k in files if k is not None]
-        if files:
-            with self._lock:
+        with self._lock:
+            if files:
                 st.fetched_to = files[-1][0]
                 st.refill_at = files[len(files) // 2][0]
-        if keys:
             self.fetched += len(keys)
+        if keys:
             self.blocks.prefetch(keys)
 
