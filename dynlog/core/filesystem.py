@@ -222,6 +222,7 @@ class FileSystem:
         with self._op("readdir"):
             node = self.ns.resolve_dir(path)
             self.cache.prefetch.listed(schema.dir_journal(node.ino))
+            self.data.siblings.listed(node.ino)
             yield ".", None
             yield "..", None
             for name, ent in self.ns.listing(node):

@@ -9,8 +9,10 @@ on dynlog is name order, and the directory's view already holds every file's blo
 keys of the next files' first blocks are known without a request, and up to ``READ_BATCH`` of
 them travel in one BatchGetItem, so the reader finds them cached or on their way.
 
-When: the ``RUN``-th open in a row in one directory of a name after the one opened before, each
-within ``RUN_WINDOW`` of it (opens in no order, as a compiler's of its headers, start nothing).
+When: an open of the directory's first file within ``LISTED_WINDOW`` of a listing of it (grep
+-r, cp -r and tar c list a directory, then read it from the start), or the ``RUN``-th open in a
+row in one directory of a name after the one opened before, each within ``RUN_WINDOW`` of it.
+Opens in no order, as a compiler's of its headers, start nothing.
 What: the first block of each of the next ``AHEAD`` regular files with blocks (inline files
 travel in the view and need nothing), fetched again when the reader has gone half way through
 what was fetched. Blocks are immutable versions, so a block fetched ahead is never wrong: a file
@@ -30,6 +32,7 @@ from .blocks import READ_BATCH, BlockKey, BlockStore
 
 RUN = 2  # opens in name order, after the first, that mean a reader goes through the directory
 RUN_WINDOW = 2.0  # s between two such opens
+LISTED_WINDOW = 10.0  # s after a listing in which an open of the directory's first file starts a run
 AHEAD = READ_BATCH  # files whose first block is fetched ahead: one BatchGetItem
 MAX_DIRS = 256  # directories whose last open is remembered
 
@@ -54,18 +57,32 @@ class SiblingReadahead:
     def __init__(self, blocks: BlockStore) -> None:
         self.blocks = blocks
         self._dirs: OrderedDict[int, _Reading] = OrderedDict()
+        self._listed: OrderedDict[int, float] = OrderedDict()  # directory -> when it was last listed
         self._lock = threading.Lock()
         self.fetched = 0  # first blocks asked for ahead (counted for tests and stats)
+
+    def listed(self, directory: int) -> None:
+        """Directory ``directory`` was listed (readdir): a reader that opens its first file next
+        is going through it (grep -r, cp -r, tar c list a directory, then read it in order)."""
+        with self._lock:
+            self._listed.pop(directory, None)
+            self._listed[directory] = time.monotonic()
+            while len(self._listed) > MAX_DIRS:
+                self._listed.popitem(last=False)
 
     def opened(self, directory: int, name: str, following: Following) -> None:
         """A file named ``name`` in directory ``directory`` was opened for reading."""
         now = time.monotonic()
         with self._lock:
             st = self._dirs.pop(directory, None)
-            if st is None or now - st.at > RUN_WINDOW or name <= st.name:
-                st = _Reading(name, now)
-            else:
-                st.name, st.at, st.run = name, now, st.run + 1
+            listed = now - self._listed.get(directory, float("-inf")) <= LISTED_WINDOW
+        if st is None and listed and _first(following) == name:
+            st = _Reading(name, now, RUN)  # the first file right after a listing: a run already
+        elif st is None or now - st.at > RUN_WINDOW or name <= st.name:
+            st = _Reading(name, now)
+        else:
+            st.name, st.at, st.run = name, now, st.run + 1
+        with self._lock:
             self._dirs[directory] = st
             while len(self._dirs) > MAX_DIRS:
                 self._dirs.popitem(last=False)
@@ -82,3 +99,8 @@ class SiblingReadahead:
         if keys:
             self.blocks.prefetch(keys)
 
+
+def _first(following: Following) -> str | None:
+    """The name of the directory's first file with blocks."""
+    files = following("", 1)
+    return files[0][0] if files else None
