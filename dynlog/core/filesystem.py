@@ -20,6 +20,7 @@ import structlog
 
 from .. import schema
 from ..data.blocks import BlockCache, BlockKey, BlockStore
+from ..data.siblings import Following
 from ..errors import FsError
 from ..journal.append import Committer
 from ..journal.inode import Inode, evolve
@@ -222,7 +223,7 @@ class FileSystem:
         with self._op("readdir"):
             node = self.ns.resolve_dir(path)
             self.cache.prefetch.listed(schema.dir_journal(node.ino))
-            self.data.siblings.listed(node.ino)
+            self.data.siblings.listed(node.ino, self._files_with_blocks(node.ino))
             yield ".", None
             yield "..", None
             for name, ent in self.ns.listing(node):
@@ -602,11 +603,16 @@ class FileSystem:
     def _read_ahead_siblings(self, pino: int, name: str) -> None:
         """A file with blocks opened for reading: readers going through a directory in name order
         (tar c, cp -r, grep -r) get the next files' first blocks fetched ahead (data/siblings.py)."""
+        self.data.siblings.opened(pino, name, self._files_with_blocks(pino))
+
+    def _files_with_blocks(self, pino: int) -> Following:
+        """For data/siblings.py: the files of directory ``pino`` with blocks, after a name, with
+        their first block's key (from the view as cached: no request)."""
         def following(after: str, n: int) -> list[tuple[str, BlockKey | None]]:
             return [(nm, first_block(ent)) for nm, ent in
                     self.ns.entries_after(pino, after, n, lambda ent: first_block(ent) is not None)]
 
-        self.data.siblings.opened(pino, name, following)
+        return following
 
     def _open_node(self, node: Node, inode: Inode, flags: int) -> int:
         with self._lock:

@@ -12,7 +12,9 @@ them travel in one BatchGetItem, so the reader finds them cached or on their way
 When: an open of the directory's first file within ``LISTED_WINDOW`` of a listing of it (grep
 -r, cp -r and tar c list a directory, then read it from the start), or the ``RUN``-th open in a
 row in one directory of a name after the one opened before, each within ``RUN_WINDOW`` of it.
-Opens in no order, as a compiler's of its headers, start nothing.
+Opens in no order, as a compiler's of its headers, start nothing. And while a reader goes
+through one directory's files, a listing of another is taken for the next step of its walk, and
+that directory's first files are fetched as it is listed.
 What: the first block of each of the next ``AHEAD`` regular files with blocks (inline files
 travel in the view and need nothing), fetched again when the reader has gone half way through
 what was fetched. Blocks are immutable versions, so a block fetched ahead is never wrong: a file
@@ -58,17 +60,24 @@ class SiblingReadahead:
         self.blocks = blocks
         self._dirs: OrderedDict[int, _Reading] = OrderedDict()
         self._listed: OrderedDict[int, float] = OrderedDict()  # directory -> when it was last listed
+        self._reading_at = float("-inf")  # when a reader last went on through a directory's files
         self._lock = threading.Lock()
         self.fetched = 0  # first blocks asked for ahead (counted for tests and stats)
 
-    def listed(self, directory: int) -> None:
+    def listed(self, directory: int, following: Following) -> None:
         """Directory ``directory`` was listed (readdir): a reader that opens its first file next
-        is going through it (grep -r, cp -r, tar c list a directory, then read it in order)."""
+        is going through it (grep -r, cp -r, tar c list a directory, then read it in order). If a
+        reader is going through another directory's files right now, this is the next directory
+        of its walk: its first files are fetched at once."""
+        now = time.monotonic()
         with self._lock:
             self._listed.pop(directory, None)
-            self._listed[directory] = time.monotonic()
+            self._listed[directory] = now
             while len(self._listed) > MAX_DIRS:
                 self._listed.popitem(last=False)
+            walking = now - self._reading_at <= RUN_WINDOW
+        if walking:
+            self._fetch(directory, _Reading("", now, RUN), "", following)
 
     def opened(self, directory: int, name: str, following: Following) -> None:
         """A file named ``name`` in directory ``directory`` was opened for reading."""
@@ -82,13 +91,25 @@ class SiblingReadahead:
             st = _Reading(name, now)
         else:
             st.name, st.at, st.run = name, now, st.run + 1
+        if st.run < RUN:
+            self._keep(directory, st)
+            return
         with self._lock:
+            self._reading_at = now
+        if st.fetched_to and name < st.refill_at:
+            self._keep(directory, st)
+            return
+        self._fetch(directory, st, max(name, st.fetched_to), following)
+
+    def _keep(self, directory: int, st: _Reading) -> None:
+        with self._lock:
+            self._dirs.pop(directory, None)
             self._dirs[directory] = st
             while len(self._dirs) > MAX_DIRS:
                 self._dirs.popitem(last=False)
-            if st.run < RUN or (st.fetched_to and name < st.refill_at):
-                return
-            after = max(name, st.fetched_to)
+
+    def _fetch(self, directory: int, st: _Reading, after: str, following: Following) -> None:
+        """Fetch the first blocks of the ``AHEAD`` files with blocks after the name ``after``."""
         files = following(after, AHEAD)
         keys = [k for _, k in files if k is not None]
         with self._lock:
@@ -96,6 +117,7 @@ class SiblingReadahead:
                 st.fetched_to = files[-1][0]
                 st.refill_at = files[len(files) // 2][0]
             self.fetched += len(keys)
+        self._keep(directory, st)
         if keys:
             self.blocks.prefetch(keys)
 

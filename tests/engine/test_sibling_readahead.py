@@ -16,6 +16,7 @@ from dynlog.data.siblings import AHEAD
 from dynlog.store.base import Store
 
 FILES = 40
+NEXT_DIR_FILES = 10
 SIZE = 20_000  # past the inline limit: one block each
 
 
@@ -34,6 +35,11 @@ def directory(store: Store) -> FileSystem:
         fs.release(fh, ROOT)
         if i % 5 == 0:  # small files between them: inline, nothing to fetch
             fs.release(fs.create(f"/r/f{i:03d}-small", 0o644, os.O_WRONLY | os.O_CREAT, ROOT))
+    fs.mkdir("/s", 0o755, ROOT)
+    for i in range(NEXT_DIR_FILES):
+        fh = fs.create(f"/s/g{i:03d}", 0o644, os.O_WRONLY | os.O_CREAT, ROOT)
+        fs.write(fh, contents(i), 0, ROOT)
+        fs.release(fh, ROOT)
     return fs
 
 
@@ -94,5 +100,25 @@ def test_a_file_rewritten_after_its_block_was_fetched_ahead_reads_new(directory:
         fh = fs.open("/r/f005", os.O_RDONLY, ROOT)
         assert fs.read(fh, 30_000, 0) == b"new " * 6000
         fs.release(fh, ROOT)
+    finally:
+        fs.close()
+
+
+def test_a_walk_reading_files_gets_the_next_directory_fetched_as_it_is_listed(directory: FileSystem,
+                                                                               store_factory) -> None:
+    """grep -r: while a reader goes through one directory's files, listing the next directory
+    fetches its first files at once, so reading them costs no request of their own."""
+    fs = FileSystem(store_factory())
+    try:
+        fs.getattr("/s")
+        list(fs.readdir("/r"))
+        read_all(fs, list(range(FILES)))
+        fs.store.metrics.reset()
+        list(fs.readdir("/s"))
+        for i in range(NEXT_DIR_FILES):
+            fh = fs.open(f"/s/g{i:03d}", os.O_RDONLY, ROOT)
+            assert fs.read(fh, SIZE, 0) == contents(i)
+            fs.release(fh, ROOT)
+        assert fs.store.metrics.by_call().get("BatchGetItem", 0) == 1  # the listing's, for all ten
     finally:
         fs.close()
