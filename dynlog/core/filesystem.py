@@ -92,6 +92,7 @@ class FileSystem:
         self.ns = Namespace(store, self.sb, self.cache, self.committer, self.allocator, ttl=ttl)
         self.data = FileData(BlockStore(store, self.sb.block_size, BlockCache(block_cache_bytes)), self.session)
         self.block_size = self.sb.block_size
+        self.cache.prefetch.on_loaded = self._view_prefetched
         self.close_to_open = close_to_open
         # close-to-open: open() re-reads the parent's tail; nocto: a view fresh within the TTL will do
         self.open_max_age: float | None = 0.0 if close_to_open else None
@@ -604,6 +605,12 @@ class FileSystem:
         """A file with blocks opened for reading: readers going through a directory in name order
         (tar c, cp -r, grep -r) get the next files' first blocks fetched ahead (data/siblings.py)."""
         self.data.siblings.opened(pino, name, self._files_with_blocks(pino))
+
+    def _view_prefetched(self, jid: str) -> None:
+        """A directory's view was loaded ahead of a walk: if the walk reads files, its files too."""
+        if jid.startswith("d/"):
+            ino = schema.journal_ino(jid)
+            self.data.siblings.ahead(ino, self._files_with_blocks(ino))
 
     def _files_with_blocks(self, pino: int) -> Following:
         """For data/siblings.py: the files of directory ``pino`` with blocks, after a name, with

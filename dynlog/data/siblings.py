@@ -13,8 +13,9 @@ When: an open of the directory's first file within ``LISTED_WINDOW`` of a listin
 -r, cp -r and tar c list a directory, then read it from the start), or the ``RUN``-th open in a
 row in one directory of a name after the one opened before, each within ``RUN_WINDOW`` of it.
 Opens in no order, as a compiler's of its headers, start nothing. And while a reader goes
-through one directory's files, a listing of another is taken for the next step of its walk, and
-that directory's first files are fetched as it is listed.
+through one directory's files, another directory that is listed, or whose view is loaded ahead
+of a walk (dynlog/materialize/prefetch.py), is taken for a next step of that walk: its first
+files are fetched at once.
 What: the first block of each of the next ``AHEAD`` regular files with blocks (inline files
 travel in the view and need nothing), fetched again when the reader has gone half way through
 what was fetched. Blocks are immutable versions, so a block fetched ahead is never wrong: a file
@@ -75,8 +76,17 @@ class SiblingReadahead:
             self._listed[directory] = now
             while len(self._listed) > MAX_DIRS:
                 self._listed.popitem(last=False)
+        self.ahead(directory, following)
+
+    def ahead(self, directory: int, following: Following) -> None:
+        """Directory ``directory`` is about to be walked (listed, or its view loaded ahead of a
+        walk): if a reader is going through another directory's files right now, fetch this
+        one's first files (once)."""
+        now = time.monotonic()
+        with self._lock:
             walking = now - self._reading_at <= RUN_WINDOW
-        if walking:
+            known = self._dirs.get(directory)
+        if walking and (known is None or not known.fetched_to):
             self._fetch(directory, _Reading("", now, RUN), "", following)
 
     def opened(self, directory: int, name: str, following: Following) -> None:

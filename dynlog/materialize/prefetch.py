@@ -38,7 +38,7 @@ import threading
 import time
 from collections import OrderedDict, deque
 from itertools import chain, islice
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import structlog
 
@@ -104,6 +104,9 @@ class SiblingPrefetch:
         self._recursive: OrderedDict[str, None] = OrderedDict()
         self._threads: list[threading.Thread] = []
         self._closed = False
+        # told of every view this prefetcher loads (the file system fetches a walked directory's
+        # files ahead with it: dynlog/data/siblings.py)
+        self.on_loaded: Callable[[str], None] | None = None
         self.loaded = 0  # views this prefetcher loaded (a file operation had not yet)
         self.triggers = 0
 
@@ -279,6 +282,8 @@ class SiblingPrefetch:
             deeper = parent in self._recursive and jid.startswith("d/")
         if deeper:  # a recursive walk comes this way: one level ahead of it
             self._ask_expand(jid, None)
+        if self.on_loaded is not None:
+            self.on_loaded(jid)
 
     def close(self) -> None:
         with self._lock:
