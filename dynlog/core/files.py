@@ -33,7 +33,7 @@ from ..journal.inode import INLINE_MAX, Inode, Run, evolve, map_lookup, with_con
 DIRTY_LIMIT = 64 * 1024 * 1024  # uncommitted bytes that force a commit (bounds what a crash loses)
 UPLOAD_INFLIGHT = 32 * 1024 * 1024  # bytes of background uploads in flight before a writer waits
 READAHEAD_MIN = 8  # blocks fetched ahead once a reader is sequential ...
-READAHEAD_MAX = 64  # ... doubling per sequential read up to this (8 MiB at 128 KiB blocks)
+READAHEAD_MAX = 128  # ... doubling per sequential read up to this (16 MiB at 128 KiB blocks: 8 BatchGetItems in flight)
 
 
 @dataclass
