@@ -723,9 +723,19 @@ def commit() -> str:
     return res.stdout.strip() or "unknown"
 
 
+def bench_parser(doc: str, stage_timeout: float) -> argparse.ArgumentParser:
+    """The argument parser of a benchmark on real mounts (this one, writebehind.py, walk.py), with
+    the options they all take: how long a stage may take, whose DynamoDB Local, where the JSON goes."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--stage-timeout", type=float, default=stage_timeout,
+                    help=f"seconds a stage may take (default {stage_timeout:g})")
+    ap.add_argument("--ddb-endpoint", default=None, help="use this DynamoDB Local instead of starting one")
+    ap.add_argument("--json-out", type=Path, default=None, help="also write the figures as JSON to this file")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = bench_parser(__doc__, 600.0)
     ap.add_argument("--files", type=count_arg(1), default=400, help="files in the tar tree (default 400)")
     ap.add_argument("--dirs", type=count_arg(1), default=10, help="directories in the tar tree (default 10)")
     ap.add_argument("--git-files", type=count_arg(0), default=300,
@@ -737,14 +747,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--latency-ms", type=float, default=8.0, help="injected per-request latency (default 8)")
     ap.add_argument("--columns", default=None, help="comma-separated local, ddb0, ddbN (default local,ddb0,ddbLATENCY)")
     ap.add_argument("--seed", type=int, default=8)
-    ap.add_argument("--stage-timeout", type=float, default=600.0, help="seconds a stage may take (default 600)")
     ap.add_argument("--idle-seconds", type=float, default=3.0, help="idle window measured before the stages")
     ap.add_argument("--warmup-files", type=count_arg(0), default=200,
                     help="files extracted, unmeasured, before the first DynamoDB column (JVM warm-up; 0: none)")
-    ap.add_argument("--ddb-endpoint", default=None, help="use this DynamoDB Local instead of starting one")
     ap.add_argument("--cpu", type=cpu_arg, default=None, help=CPU_HELP)
     ap.add_argument("--json", action="store_true", help="print JSON instead of the Markdown table")
-    ap.add_argument("--json-out", type=Path, default=None, help="also write the JSON to this file")
     args = ap.parse_args(argv)
     cfg = Config(args.files, args.dirs, args.git_files, args.mb, args.seed, args.stage_timeout, args.idle_seconds,
                  args.warmup_files)

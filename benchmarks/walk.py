@@ -159,8 +159,7 @@ def settings_list(text: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = L.bench_parser(__doc__, 600.0)
     ap.add_argument("--top", type=L.count_arg(1), default=20, help="top-level directories (default 20)")
     ap.add_argument("--sub", type=L.count_arg(0), default=10, help="subdirectories in each (default 10)")
     ap.add_argument("--files", type=L.count_arg(0), default=3, help="small files in each subdirectory (default 3)")
@@ -170,9 +169,6 @@ def main(argv: list[str] | None = None) -> int:
                     help="mount option sets to compare, separated by ';' (default 'prefetch=0;prefetch=8')")
     ap.add_argument("--latency-ms", type=float, default=8.0, help="injected per-request latency (default 8)")
     ap.add_argument("--columns", default=None, help="comma-separated local, ddb0, ddbN (default ddbLATENCY)")
-    ap.add_argument("--stage-timeout", type=float, default=600.0)
-    ap.add_argument("--ddb-endpoint", default=None, help="use this DynamoDB Local instead of starting one")
-    ap.add_argument("--json-out", type=Path, default=None, help="also write the figures as JSON to this file")
     args = ap.parse_args(argv)
     latencies = L.parse_columns(args.columns or f"ddb{args.latency_ms:g}", args.latency_ms)
     L.isolate_aws_env()

@@ -30,7 +30,6 @@ directories, measured") records a run.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -236,19 +235,15 @@ def format_table(cols: list[Column], cfg: Config) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = L.bench_parser(__doc__, 900.0)
     ap.add_argument("--files", type=L.count_arg(1), default=5000, help="files in the tar tree (default 5000)")
     ap.add_argument("--dirs", type=L.count_arg(1), default=10, help="directories in the tar tree (default 10)")
     ap.add_argument("--git-files", type=L.count_arg(0), default=2000, help="files in the git repository (default 2000; 0: none)")
     ap.add_argument("--columns", default="local,local+wb,ddb0+wb,ddb8+wb,ddb8")
     ap.add_argument("--seed", type=int, default=9)
-    ap.add_argument("--stage-timeout", type=float, default=900.0)
     ap.add_argument("--warmup-files", type=L.count_arg(0), default=200, help="unmeasured files first on DynamoDB (JVM warm-up)")
-    ap.add_argument("--ddb-endpoint", default=None, help="use this DynamoDB Local instead of starting one")
     ap.add_argument("--propagation-rounds", type=L.count_arg(1), default=5, help="files created for the second mount to see")
     ap.add_argument("--cpu", type=L.cpu_arg, default=None, help=L.CPU_HELP)
-    ap.add_argument("--json-out", type=Path, default=None)
     args = ap.parse_args(argv)
     cfg = Config(args.files, args.dirs, args.git_files, 1, args.seed, args.stage_timeout, 0.0, args.warmup_files)
     specs = parse_columns(args.columns)
