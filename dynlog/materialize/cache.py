@@ -54,7 +54,6 @@ class ViewCache:
         """The view of ``jid``; re-read its tail if stale or not fresh within ``max_age``.
         ``parent``: the directory journal in which a file operation met ``jid`` (a subdirectory or a
         hard-linked file there); a miss then tells the prefetcher, which may load its siblings."""
-        began = time.monotonic()
         with self._lock:
             view = self._views.get(jid)
             if view is not None:
@@ -78,7 +77,8 @@ class ViewCache:
                     if not view.stale:
                         return view
         if view.stale or (max_age is not None and not self.fresh(view, max_age)):
-            self.refresh(view, not_before=began)
+            # now, before waiting for the view's lock: a read another thread starts meanwhile will do
+            self.refresh(view, not_before=time.monotonic())
         return view
 
     def fresh(self, view: View, max_age: float) -> bool:
