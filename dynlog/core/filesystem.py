@@ -615,9 +615,8 @@ class FileSystem:
     def _files_with_blocks(self, pino: int) -> Following:
         """For data/siblings.py: the files of directory ``pino`` with blocks, after a name, with
         their first block's key (from the view as cached: no request)."""
-        def following(after: str, n: int) -> list[tuple[str, BlockKey | None]]:
-            return [(nm, first_block(ent)) for nm, ent in
-                    self.ns.entries_after(pino, after, n, lambda ent: first_block(ent) is not None)]
+        def following(after: str, n: int) -> list[tuple[str, BlockKey]]:
+            return self.ns.pick_after(pino, after, n, first_block)
 
         return following
 

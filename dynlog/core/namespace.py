@@ -12,8 +12,7 @@ import functools
 import stat
 import time
 from dataclasses import dataclass
-from itertools import islice
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from .. import schema
 from ..errors import FsError, JournalConflict
@@ -33,7 +32,7 @@ RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 RENAME_SENTINEL = "rename"
 RENAME_ATTEMPTS = 30  # a directory move re-resolves after any conflict: bounded, with backoff
-SCAN_LIMIT = 4096  # entries_after looks at no more (a directory of a million files stays cheap)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -172,23 +171,14 @@ class Namespace:
         with view.lock:
             return list(view.entries.items())
 
-    def entries_after(self, pino: int, after: str, n: int, keep: Callable[[Inode], bool]) -> list[tuple[str, Inode]]:
-        """Up to ``n`` entries of directory ``pino`` after the name ``after``, in name order, that
-        ``keep`` accepts (looking at no more than ``SCAN_LIMIT`` entries), from its view as cached:
-        no request is made, and nothing is found in a view not cached."""
+    def pick_after(self, pino: int, after: str, n: int, pick: Callable[[Inode], T | None]) -> list[tuple[str, T]]:
+        """View.pick_after on directory ``pino``'s view as cached: no request is made, and nothing
+        is found in a view not cached."""
         view = self.cache.peek(schema.dir_journal(pino))
         if view is None:
             return []
-        out: list[tuple[str, Inode]] = []
         with view.lock:
-            entries = view.entries
-            for name in islice(entries.irange(minimum=after, inclusive=(False, False)), SCAN_LIMIT):
-                ent = entries[name]
-                if keep(ent):
-                    out.append((name, ent))
-                    if len(out) >= n:
-                        break
-        return out
+            return view.pick_after(after, pick, n)
 
     # -- helpers for builds ------------------------------------------------------------------------
     @staticmethod

@@ -39,9 +39,9 @@ LISTED_WINDOW = 10.0  # s after a listing in which an open of the directory's fi
 AHEAD = READ_BATCH  # files whose first block is fetched ahead: one BatchGetItem
 MAX_DIRS = 256  # directories whose last open is remembered
 
-# (after this name, at most this many) -> the regular files after it in name order, each with the
-# key of its first block (None: inline, a hole, nothing to fetch)
-Following = Callable[[str, int], Sequence[tuple[str, BlockKey | None]]]
+# (after this name, at most this many) -> the files with blocks after it in name order, each with
+# the key of its first block (inline files and holes have nothing to fetch and are left out)
+Following = Callable[[str, int], Sequence[tuple[str, BlockKey]]]
 
 
 @dataclass
@@ -121,7 +121,7 @@ class SiblingReadahead:
     def _fetch(self, directory: int, st: _Reading, after: str, following: Following) -> None:
         """Fetch the first blocks of the ``AHEAD`` files with blocks after the name ``after``."""
         files = following(after, AHEAD)
-        keys = [k for _, k in files if k is not None]
+        keys = [k for _, k in files]
         with self._lock:
             if files:
                 st.fetched_to = files[-1][0]

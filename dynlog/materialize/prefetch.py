@@ -37,7 +37,6 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from itertools import chain, islice
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import structlog
@@ -55,7 +54,6 @@ LISTED_WINDOW = 10.0  # s after a readdir in which a child's miss means a walk
 MISS_WINDOW = 2.0  # s between child misses of one directory that may mean a walk
 MISS_RUN = 2  # steps in a row (a miss of the next uncached subdirectory after the one before) that mean a walk
 WINDOW = 64  # views queued by one trigger
-SCAN_LIMIT = 4096  # entries looked at by one trigger (a directory of files has few views to load)
 MAX_QUEUED = 1024
 MAX_PARENTS = 1024  # directories whose last listing and miss are remembered
 MAX_WALKED = 4096  # views loaded here that are remembered (a listing of one continues the walk)
@@ -199,21 +197,18 @@ class SiblingPrefetch:
         return out
 
     def _children(self, parent: str, child: str | None) -> list[str]:
+        """The journals of ``parent``'s subdirectories and hard-linked files in name order: after
+        ``child``'s name, wrapping round to the start (all of them for None)."""
         view = self.cache.peek(parent)
         if view is None:
             return []
         with view.lock:
-            entries = view.entries
             if child is None:
-                names = list(islice(entries.irange(), SCAN_LIMIT))
-            else:
-                name = view.by_ino.get(schema.journal_ino(child))
-                if name is None:
-                    return []
-                after = entries.irange(minimum=name, inclusive=(False, False))
-                before = entries.irange(maximum=name, inclusive=(False, False))
-                names = list(islice(chain(after, before), SCAN_LIMIT))
-            return [jid for jid in (_journal_of(entries[n]) for n in names) if jid is not None]
+                return [jid for _, jid in view.pick_after("", _journal_of)]
+            name = view.by_ino.get(schema.journal_ino(child))
+            if name is None:
+                return []
+            return [jid for _, jid in view.pick_after(name, _journal_of, wrap=True)]
 
     def _enqueue(self, loads: list[tuple[str, str]], limit: int = WINDOW) -> None:
         with self._lock:

@@ -11,7 +11,8 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from typing import Any
+from itertools import chain, islice
+from typing import Any, Callable, TypeVar
 
 from sortedcontainers import SortedDict
 
@@ -21,6 +22,10 @@ from ..journal.events import (
 )
 from ..journal.inode import Inode, evolve, reference, with_contents
 from ..journal.record import GENESIS_HASH, Record
+
+
+T = TypeVar("T")
+SCAN_LIMIT = 4096  # entries View.pick_after looks at, at most
 
 
 class SequenceGap(Exception):
@@ -103,6 +108,25 @@ class View:
         self.own["ctime"] = ts
 
     # -- reading ---------------------------------------------------------------------------
+    def pick_after(self, name: str, pick: Callable[[Inode], T | None], n: int | None = None,
+                   wrap: bool = False) -> list[tuple[str, T]]:
+        """(name, pick(entry)) for the entries after ``name`` in name order (then from the start, if
+        ``wrap``) for which ``pick`` gives something, at most ``n``, looking at no more than
+        ``SCAN_LIMIT`` entries: what readahead of a walk wants next, cheap in a directory of a
+        million files. The caller holds the view's lock."""
+        entries = self.entries
+        names = entries.irange(minimum=name, inclusive=(False, False))
+        if wrap:
+            names = chain(names, entries.irange(maximum=name, inclusive=(False, False)))
+        out: list[tuple[str, T]] = []
+        for nm in islice(names, SCAN_LIMIT):
+            got = pick(entries[nm])
+            if got is not None:
+                out.append((nm, got))
+                if n is not None and len(out) >= n:
+                    break
+        return out
+
     def own_inode(self, base: Inode) -> Inode:
         """The directory's inode: its creation values (``base``) with its own changes applied."""
         out = evolve(base, **{k: v for k, v in self.own.items() if k != "xattrs"}, nlink=2 + self.ndirs)
