@@ -31,6 +31,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from ..recent import remember
 from .blocks import READ_BATCH, BlockKey, BlockStore
 
 RUN = 2  # opens in name order, after the first, that mean a reader goes through the directory
@@ -72,10 +73,7 @@ class SiblingReadahead:
         of its walk: its first files are fetched at once."""
         now = time.monotonic()
         with self._lock:
-            self._listed.pop(directory, None)
-            self._listed[directory] = now
-            while len(self._listed) > MAX_DIRS:
-                self._listed.popitem(last=False)
+            remember(self._listed, directory, now, MAX_DIRS)
         self.ahead(directory, following)
 
     def ahead(self, directory: int, following: Following) -> None:
@@ -113,10 +111,7 @@ class SiblingReadahead:
 
     def _keep(self, directory: int, st: _Reading) -> None:
         with self._lock:
-            self._dirs.pop(directory, None)
-            self._dirs[directory] = st
-            while len(self._dirs) > MAX_DIRS:
-                self._dirs.popitem(last=False)
+            remember(self._dirs, directory, st, MAX_DIRS)
 
     def _fetch(self, directory: int, st: _Reading, after: str, following: Following) -> None:
         """Fetch the first blocks of the ``AHEAD`` files with blocks after the name ``after``."""

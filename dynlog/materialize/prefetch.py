@@ -37,12 +37,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, deque
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Callable, NamedTuple
 
 import structlog
 
 from .. import schema
 from ..journal.inode import Inode
+from ..recent import remember
 from ..store.metrics import operation
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ MISS_RUN = 2  # steps in a row (a miss of the next uncached subdirectory after t
 WINDOW = 64  # views queued by one trigger
 MAX_QUEUED = 1024
 MAX_PARENTS = 1024  # directories whose last listing and miss are remembered
-MAX_WALKED = 4096  # views loaded here that are remembered (a listing of one continues the walk)
+MAX_WALKED = 4096  # views loaded here, directories walked recursively, runs in name order: each remembered up to this
 DEFAULT_WORKERS = 8
 
 
@@ -120,8 +121,8 @@ class SiblingPrefetch:
             above = self._walked.get(parent)
             newly = above is not None and above not in self._recursive
             if above is not None:
-                _mark(self._recursive, above)
-                _mark(self._recursive, parent)
+                remember(self._recursive, above, None, MAX_WALKED)
+                remember(self._recursive, parent, None, MAX_WALKED)
         if above is not None:
             self._ask_expand(parent, None)
             if newly:  # the siblings loaded before the walk was known to go down
@@ -150,7 +151,7 @@ class SiblingPrefetch:
             now = before._replace(listed=before.listed if listed is None else listed)
             if missed is not None:
                 now = now._replace(missed=missed[0], child=missed[1])
-            _mark(self._seen, parent, now, MAX_PARENTS)
+            remember(self._seen, parent, now, MAX_PARENTS)
             return before
 
     def _ask_expand(self, parent: str, child: str | None, after: str | None = None, deep: bool = False) -> None:
@@ -175,7 +176,7 @@ class SiblingPrefetch:
             step = self._next_to(parent, after, child)
             with self._lock:
                 run = self._runs.get(parent, 0) + 1 if step else 0
-                _mark(self._runs, parent, run)
+                remember(self._runs, parent, run, MAX_WALKED)
             if run < MISS_RUN:
                 return []
         return [(jid, parent) for jid in self._children(parent, child) if self.cache.peek(jid) is None]
@@ -273,7 +274,7 @@ class SiblingPrefetch:
             self.cache.get(jid)
         with self._lock:
             self.loaded += 1
-            _mark(self._walked, jid, parent)
+            remember(self._walked, jid, parent, MAX_WALKED)
             deeper = parent in self._recursive and jid.startswith("d/")
         if deeper:  # a recursive walk comes this way: one level ahead of it
             self._ask_expand(jid, None)
@@ -290,14 +291,6 @@ class SiblingPrefetch:
             threads, self._threads = self._threads, []
         for t in threads:
             t.join(timeout=5)
-
-
-def _mark(seen: "OrderedDict[str, Any]", key: str, value: Any = None, bound: int = MAX_WALKED) -> None:
-    """Remember ``key`` as the newest of a bounded set (the oldest go first)."""
-    seen.pop(key, None)
-    seen[key] = value
-    while len(seen) > bound:
-        seen.popitem(last=False)
 
 
 def _journal_of(entry: Inode) -> str | None:
