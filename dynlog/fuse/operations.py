@@ -344,41 +344,36 @@ class DynlogOperations:
 
     # -- attributes ------------------------------------------------------------------------------
     def op_setattr(self, req: int, ino: int, attr: Any, to_set: int, fi: Any) -> Reply:
-        a = attr.contents
-        who = self.caller(req)
-        steps: list[Callable[[str | None, int | None], dict[str, int] | None]] = []
+        path, fh = self._target(ino, fi)
+        try:
+            return self._setattr(path, fh, attr.contents, to_set, self.caller(req))
+        except FsError as e:
+            if e.errno != errno.EBADF or fh is None or (fi and fi.contents.fh == fh):
+                raise
+            # the handle was borrowed from another open and released meanwhile (close returns
+            # before the kernel's RELEASE arrives): go by the name (each change sets a value, so
+            # one already made is made again to the same effect)
+            return self._setattr(self._path(ino), None, attr.contents, to_set, self.caller(req))
+
+    def _setattr(self, path: str | None, fh: int | None, a: Any, to_set: int, who: Caller) -> Reply:
+        st: dict[str, int] | None = None
         if to_set & ll.SET_ATTR_SIZE:
-            steps.append(lambda path, fh: self.fs.truncate(path, a.st_size, who, fh))
+            self.fs.truncate(path, a.st_size, who, fh)
         if to_set & ll.SET_ATTR_MODE:
-            steps.append(lambda path, fh: self.fs.chmod(path, a.st_mode, who, fh))
+            st = self.fs.chmod(path, a.st_mode, who, fh)
         if to_set & (ll.SET_ATTR_UID | ll.SET_ATTR_GID):
             uid = a.st_uid if to_set & ll.SET_ATTR_UID else -1
             gid = a.st_gid if to_set & ll.SET_ATTR_GID else -1
-            steps.append(lambda path, fh: self.fs.chown(path, uid, gid, who, fh))
+            st = self.fs.chown(path, uid, gid, who, fh)
         times = ll.SET_ATTR_ATIME | ll.SET_ATTR_MTIME | ll.SET_ATTR_ATIME_NOW | ll.SET_ATTR_MTIME_NOW
         if to_set & times:
             atime = (UTIME_NOW if to_set & ll.SET_ATTR_ATIME_NOW
                      else _ns(a.st_atimespec) if to_set & ll.SET_ATTR_ATIME else None)
             mtime = (UTIME_NOW if to_set & ll.SET_ATTR_MTIME_NOW
                      else _ns(a.st_mtimespec) if to_set & ll.SET_ATTR_MTIME else None)
-            steps.append(lambda path, fh: self.fs.utimens(path, atime, mtime, who, fh))
-        # (chmod, chown and utimens return the stat after them; after a truncate alone, ask for it)
-        steps.append(lambda path, fh: self.fs.getattr(path, fh) if st is None else st)
-        path, fh = self._target(ino, fi)
-        borrowed = fh is not None and not (fi and fi.contents.fh == fh)
-        st: dict[str, int] | None = None
-        for step in steps:
-            try:
-                st = step(path, fh) or st
-            except FsError as e:
-                if not (borrowed and e.errno == errno.EBADF):
-                    raise
-                # the handle borrowed from another open was released meanwhile (close returns
-                # before the kernel's RELEASE arrives): go by what is left, its name
-                path, fh = self._path(ino), None
-                borrowed = False
-                st = step(path, fh) or st
-        assert st is not None
+            st = self.fs.utimens(path, atime, mtime, who, fh)
+        if st is None:  # (chmod, chown and utimens return the stat after them; truncate does not)
+            st = self.fs.getattr(path, fh)
         return self._attr_reply(st)
 
     def op_setxattr(self, req: int, ino: int, name: bytes, value: int, size: int, flags: int) -> Reply:
