@@ -734,6 +734,19 @@ def bench_parser(doc: str, stage_timeout: float) -> argparse.ArgumentParser:
     return ap
 
 
+@contextlib.contextmanager
+def bench_session(ddb_endpoint: str | None, prefix: str) -> Iterator[tuple[Path, "LazyDDB"]]:
+    """What a benchmark on real mounts runs in: an environment that reaches only DynamoDB Local,
+    a scratch directory, and DynamoDB Local started on first use (stopped before the directory goes)."""
+    isolate_aws_env()
+    ddb = LazyDDB(ddb_endpoint)
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        try:
+            yield Path(tmp), ddb
+        finally:
+            ddb.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = bench_parser(__doc__, 600.0)
     ap.add_argument("--files", type=count_arg(1), default=400, help="files in the tar tree (default 400)")
@@ -756,13 +769,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = Config(args.files, args.dirs, args.git_files, args.mb, args.seed, args.stage_timeout, args.idle_seconds,
                  args.warmup_files)
     latencies = parse_columns(args.columns or f"local,ddb0,ddb{args.latency_ms:g}", args.latency_ms)
-    isolate_aws_env()
     started = time.monotonic()
     cols: list[Column] = []
-    ddb = LazyDDB(args.ddb_endpoint)
-
-    with tempfile.TemporaryDirectory(prefix="dynlog-latency-") as tmp:
-        work = Path(tmp)
+    with bench_session(args.ddb_endpoint, "dynlog-latency-") as (work, ddb):
         tree = make_tree(cfg.files, cfg.dirs, cfg.seed)
         write_tar(tree, work / "tree.tar", "tree")
         write_tar(make_tree(cfg.warmup_files, cfg.dirs, cfg.seed + 100), work / "warmup.tar", "warmup")
@@ -770,17 +779,14 @@ def main(argv: list[str] | None = None) -> int:
         head = make_git_repo(work / "repo", cfg.git_files, cfg.seed, genv) if cfg.git_files else ""
         bench = Bench(cfg, work, tree, work / "tree.tar", work / "repo", head, genv)
         bench.cpu = args.cpu
-        try:
-            for lat in latencies:
-                col = Column(column_name(lat), lat, args.latency_mb if lat and args.latency_mb else cfg.mb)
-                t0 = time.monotonic()
-                run_column(bench, col, work, ddb, warm_up=lat is not None and ddb.server is None)
-                col.stages.setdefault("meta", {})["seconds"] = time.monotonic() - t0
-                cols.append(col)
-                print(f"[latency bench] {col.name}: {time.monotonic() - t0:.0f} s{' — ' + col.error if col.error else ''}",
-                      file=sys.stderr, flush=True)
-        finally:
-            ddb.close()
+        for lat in latencies:
+            col = Column(column_name(lat), lat, args.latency_mb if lat and args.latency_mb else cfg.mb)
+            t0 = time.monotonic()
+            run_column(bench, col, work, ddb, warm_up=lat is not None and ddb.server is None)
+            col.stages.setdefault("meta", {})["seconds"] = time.monotonic() - t0
+            cols.append(col)
+            print(f"[latency bench] {col.name}: {time.monotonic() - t0:.0f} s{' — ' + col.error if col.error else ''}",
+                  file=sys.stderr, flush=True)
     failed = any(c.error for c in cols)
     doc = json.dumps({"commit": commit(), "config": asdict(cfg), "argv": sys.argv[1:] if argv is None else argv,
                       "seconds": time.monotonic() - started, "columns": [asdict(c) for c in cols]}, indent=1)

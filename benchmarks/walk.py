@@ -31,7 +31,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -171,21 +170,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--columns", default=None, help="comma-separated local, ddb0, ddbN (default ddbLATENCY)")
     args = ap.parse_args(argv)
     latencies = L.parse_columns(args.columns or f"ddb{args.latency_ms:g}", args.latency_ms)
-    L.isolate_aws_env()
     started = time.monotonic()
     cols: list[Column] = []
-    ddb = L.LazyDDB(args.ddb_endpoint)
-    with tempfile.TemporaryDirectory(prefix="dynlog-walk-") as tmp:
-        work = Path(tmp)
+    with L.bench_session(args.ddb_endpoint, "dynlog-walk-") as (work, ddb):
         cfg = Config(0, 0, 0, 0, 0, args.stage_timeout, 0.0, 0)
         bench = WalkBench(cfg, work, [], work / "unused.tar", work / "unused", "", {})
-        try:
-            for lat in latencies:
-                col = Column(L.column_name(lat), lat)
-                run_column(bench, col, work, ddb, args)
-                cols.append(col)
-        finally:
-            ddb.close()
+        for lat in latencies:
+            col = Column(L.column_name(lat), lat)
+            run_column(bench, col, work, ddb, args)
+            cols.append(col)
     if args.json_out:
         args.json_out.write_text(json.dumps({"commit": commit(), "argv": sys.argv[1:] if argv is None else argv,
                                              "columns": [asdict(c) for c in cols]}, indent=1))

@@ -34,7 +34,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -247,13 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = Config(args.files, args.dirs, args.git_files, 1, args.seed, args.stage_timeout, 0.0, args.warmup_files)
     specs = parse_columns(args.columns)
-    L.isolate_aws_env()
     started = time.monotonic()
     cols: list[Column] = []
-    ddb = L.LazyDDB(args.ddb_endpoint)
-
-    with tempfile.TemporaryDirectory(prefix="dynlog-wb-") as tmp:
-        work = Path(tmp)
+    with L.bench_session(args.ddb_endpoint, "dynlog-wb-") as (work, ddb):
         tree = make_tree(cfg.files, cfg.dirs, cfg.seed)
         write_tar(tree, work / "tree.tar", "tree")
         write_tar(make_tree(cfg.warmup_files, cfg.dirs, cfg.seed + 100), work / "warmup.tar", "warmup")
@@ -262,17 +257,14 @@ def main(argv: list[str] | None = None) -> int:
         bench = WBBench(cfg, work, tree, work / "tree.tar", work / "repo", head, genv)
         bench.rounds = args.propagation_rounds
         bench.cpu = args.cpu
-        try:
-            for name, lat, wb in specs:
-                col = Column(name, lat, 0, writebehind=wb)
-                t0 = time.monotonic()
-                run_column(bench, col, work, ddb)
-                col.stages.setdefault("meta", {})["seconds"] = time.monotonic() - t0
-                cols.append(col)
-                print(f"[writebehind bench] {title(col)}: {time.monotonic() - t0:.0f} s"
-                      f"{' — ' + col.error if col.error else ''}", file=sys.stderr, flush=True)
-        finally:
-            ddb.close()
+        for name, lat, wb in specs:
+            col = Column(name, lat, 0, writebehind=wb)
+            t0 = time.monotonic()
+            run_column(bench, col, work, ddb)
+            col.stages.setdefault("meta", {})["seconds"] = time.monotonic() - t0
+            cols.append(col)
+            print(f"[writebehind bench] {title(col)}: {time.monotonic() - t0:.0f} s"
+                  f"{' — ' + col.error if col.error else ''}", file=sys.stderr, flush=True)
     doc = json.dumps({"commit": commit(), "config": asdict(cfg), "argv": sys.argv[1:] if argv is None else argv,
                       "load_average": os.getloadavg(), "seconds": time.monotonic() - started,
                       "columns": [asdict(c) for c in cols]}, indent=1)
