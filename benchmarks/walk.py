@@ -4,8 +4,8 @@ mount, with mount options to compare (sibling prefetch off and on, ``nocto``), a
 round-trip latency.
 
 Why: a fresh mount knows nothing, and each directory a walk enters costs its view: two requests
-(the snapshot, then the tail after it). A walker goes one directory at a time, so without
-prefetch a walk of D directories waits 2·D round trips one after another; with it, the views of
+(the snapshot and the tail after it, sent together). A walker goes one directory at a time, so
+without prefetch a walk of D directories waits D round trips one after another; with it, the views of
 a walked directory's subdirectories load several at once. This is what a user meets first on a
 machine that mounts a shared tree: ``ls -lR``, ``find``, ``du``, ``rsync`` and ``git status``.
 ``grep -r`` opens every file as well, and close-to-open costs each open a Query of its

@@ -83,7 +83,8 @@ class FileSystem:
         self.atime_policy = atime_policy
         self.session = session or secrets.token_hex(4)
         self.sb = load_superblock(store)
-        self.journals = JournalStore(store)
+        # a cold view's two reads go out at once where each waits on a round trip
+        self.journals = JournalStore(store, parallel_loads=not store.source.startswith("local:"))
         self.cache = ViewCache(self.journals, entry_budget=entry_budget, prefetch_workers=prefetch_workers)
         self.committer = Committer(self.journals, self.cache, self.session)
         self.allocator = InodeAllocator(store)
@@ -161,6 +162,7 @@ class FileSystem:
         self.wb.close()  # a durability point: every queued operation committed, leases released
         self.stop_services()
         self.cache.prefetch.close()
+        self.journals.close()
         self.data.blocks.close()
 
     def _op(self, name: str) -> "contextlib.AbstractContextManager[None]":

@@ -7,9 +7,11 @@ that exactly one record wins each sequence number. Reads of the tail are strongl
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Sequence
 
 from .. import schema
@@ -17,11 +19,21 @@ from ..store.base import ABSENT, MAX_ITEM_BYTES, Delete, Put, Store
 from .record import Record
 
 SNAPSHOT_PART_BYTES = MAX_ITEM_BYTES - 16 * 1024  # room for the key and bookkeeping attributes
+# Records a cold load asks for newest-first while it reads the snapshot (load_latest). A tail of
+# this many covers a directory of about 60 files written through a synchronous mount (a create
+# and a close each) and never compacted; longer tails cost one more round trip. Over-reading is
+# bounded too: on a compacted journal with retained history, at most this many records that the
+# snapshot already covers, about 1 KiB each.
+TAIL_GUESS = 128
+LOAD_WORKERS = 16  # snapshot reads in flight at once: a prefetching walk loads 8 views at a time
 
 
 class JournalStore:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, parallel_loads: bool = False) -> None:
+        """``parallel_loads``: a cold load reads the snapshot and the tail at once (load_latest),
+        for stores where each request waits on a round trip; the local store reads in turn."""
         self.store = store
+        self._loads = ThreadPoolExecutor(LOAD_WORKERS, thread_name_prefix="dynlog-load") if parallel_loads else None
         # (journal, seq) of records this client is putting right now. The change feed may bring
         # such a record back before the put has returned: the committer folds it then, so the
         # follower must not take it for someone else's and mark the view stale (a wasted Query).
@@ -53,6 +65,32 @@ class JournalStore:
         """One TransactWriteItems: every record (and ``extra`` conditional puts) or none."""
         with self._putting(recs):
             self.store.transact([Put("meta", r.to_item(), ABSENT) for r in recs] + list(extra))
+
+    def load_latest(self, jid: str) -> tuple[dict[str, Any] | None, list[Record]]:
+        """The latest snapshot and the records after it, for a cold view. With parallel loads the
+        two reads go out together, so a cold directory costs one round trip instead of two: the
+        snapshot's reverse query on a pool thread, and the newest ``TAIL_GUESS`` records
+        newest-first here. Only a tail longer than that needs a third read, of exactly the
+        records between the snapshot and the oldest one already read. A record that is missing
+        (compact trimmed it meanwhile) shows up as a gap to the caller, who reads again."""
+        if self._loads is None:
+            snap = self.load_snapshot(jid)
+            return snap, self.read_after(jid, snap["head"] if snap else 0)
+        pending = self._loads.submit(contextvars.copy_context().run, self.load_snapshot, jid)
+        try:
+            newest = [Record.from_item(it) for it in self.store.query("meta", jid, start="j/", stop="j/~",
+                                                                      reverse=True, limit=TAIL_GUESS)]
+        finally:
+            snap = pending.result()  # waited for even when the query failed: no read left behind
+        head = snap["head"] if snap else 0
+        tail = [r for r in reversed(newest) if r.seq > head]
+        if len(newest) == TAIL_GUESS and tail and tail[0].seq > head + 1:
+            tail = self.read_after(jid, head, until=tail[0].seq - 1) + tail
+        return snap, tail
+
+    def close(self) -> None:
+        if self._loads is not None:
+            self._loads.shutdown(wait=False)
 
     def first_seq(self, jid: str) -> int | None:
         for it in self.store.query("meta", jid, start="j/", stop="j/~", limit=1):

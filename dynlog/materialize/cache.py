@@ -106,10 +106,10 @@ class ViewCache:
         self.loads += 1
         started = time.monotonic()
         for attempt in range(3):
-            snap = self.journals.load_snapshot(jid)
+            snap, tail = self.journals.load_latest(jid)
             view = View.from_snapshot(snap) if snap else View(jid)
             try:
-                for rec in self.journals.read_after(jid, view.head):
+                for rec in tail:
                     view.apply(rec)
             except SequenceGap:
                 # compact trimmed the records after the snapshot we read, between our two queries:

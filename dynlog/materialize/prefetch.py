@@ -3,8 +3,8 @@ subdirectories (and of its hard-linked files' inode journals) in the background,
 
 Why: a directory's attributes live partly in its own journal (docs/ARCHITECTURE.md, "Where
 inodes live"), so ``ls -l``, ``find``, ``du``, ``rsync`` or ``git status`` on a cold mount load
-one view per subdirectory they meet, and each load is two requests (the snapshot, then the tail
-after it). One after another at 5 to 8 ms a request, a walk of a thousand directories waits half
+one view per subdirectory they meet, and each load is two requests (the snapshot and the tail
+after it, sent together: one round trip). One after another at 5 to 8 ms a request, a walk of a thousand directories waits half
 a minute on round trips alone. The loads do not depend on each other, so they can be in flight
 together, as a kernel's readahead overlaps the reads of a file read in order.
 

@@ -75,19 +75,19 @@ def test_a_commit_noticed_while_a_view_loads_is_not_missed(clients) -> None:
     jid = schema.dir_journal(a.ns.resolve("/d").ino)
     a.ns.ttl = 3600.0  # as a running change feed does: a cached view counts as fresh unless marked stale
     journals = a.cache.journals
-    read_after = journals.read_after
+    load_latest = journals.load_latest
 
-    def read_then_b_commits(j: str, seq: int, until: int | None = None) -> list[Record]:
-        recs = read_after(j, seq, until)
+    def load_then_b_commits(j: str) -> tuple[dict | None, list[Record]]:
+        snap, recs = load_latest(j)
         if j == jid:
-            journals.read_after = read_after  # once
+            journals.load_latest = load_latest  # once
             fh = b.create("/d/late", 0o644, os.O_WRONLY, C)
             b.release(fh, C)
-            for r in JournalStore(b.store).read_after(jid, recs[-1].seq if recs else seq):
+            for r in JournalStore(b.store).read_after(jid, recs[-1].seq if recs else snap["head"] if snap else 0):
                 a.cache.on_change(Change(jid, schema.record_key(r.seq), r.to_item()))  # as the follower does
-        return recs
+        return snap, recs
 
-    journals.read_after = read_then_b_commits  # type: ignore[method-assign]
+    journals.load_latest = load_then_b_commits  # type: ignore[method-assign]
     assert names(a, "/d") == {"late"}
 
 

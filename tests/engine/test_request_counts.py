@@ -24,6 +24,7 @@ from dynlog.core.filesystem import FileSystem
 from dynlog.core.superblock import mkfs
 from dynlog.errors import FsError
 from dynlog.journal.inode import INLINE_MAX
+from dynlog.journal.log import TAIL_GUESS
 from dynlog.store.base import QUERY_PAGE_BYTES, Store, item_size
 
 WRITE_CALLS = {"PutItem", "TransactWriteItems", "BatchWriteItem", "UpdateItem", "DeleteItem"}
@@ -235,6 +236,48 @@ def test_cold_listing_pages_per_megabyte_of_tail(warm: FileSystem, store_factory
     pages = math.ceil(tail / QUERY_PAGE_BYTES)
     assert set(calls) == {"Query"}
     assert calls["Query"] in (1 + pages, 2 + pages), (calls, tail)
+    fresh.close()
+
+
+def test_cold_listing_of_a_tail_longer_than_the_guess(warm: FileSystem, store_factory, backend: str) -> None:
+    """A snapshot, then more records after it than a cold load asks for newest-first: on DynamoDB
+    one more Query reads exactly the records between the snapshot and those (three in all, two
+    round trips); the local store reads the snapshot, then the tail."""
+    fs = warm
+    ino = fs.getattr("/a")["st_ino"]
+    jid = schema.dir_journal(ino)
+    for i in range(20):
+        create_file(fs, f"/a/f{i:03d}")
+    fs.journals.write_snapshot(jid, fs.ns.dir_view(ino, 0.0).to_snapshot())
+    for i in range(20, 20 + TAIL_GUESS + 30):
+        create_file(fs, f"/a/f{i:03d}")
+    fresh = FileSystem(store_factory(), ttl=LONG_TTL)
+    list(fresh.readdir("/"))
+    calls = measure(fresh, lambda: list(fresh.readdir("/a")))
+    assert calls == {"Query": 3 if backend == "dynamodb" else 2}, calls
+    assert sorted(n for n, _ in fresh.readdir("/a") if n.startswith("f")) == [f"f{i:03d}" for i in range(20 + TAIL_GUESS + 30)]
+    assert fresh.ns.dir_view(ino, LONG_TTL).to_snapshot() == fs.ns.dir_view(ino, 0.0).to_snapshot()
+    fresh.close()
+
+
+def test_cold_listing_after_a_snapshot_over_retained_history(warm: FileSystem, store_factory) -> None:
+    """Records the snapshot covers are still there (compact keeps a retention window): the cold
+    load folds only the records after the snapshot, in two Queries whatever the history."""
+    fs = warm
+    ino = fs.getattr("/b")["st_ino"]
+    jid = schema.dir_journal(ino)
+    for i in range(TAIL_GUESS + 10):
+        create_file(fs, f"/b/f{i:03d}")
+    fs.journals.write_snapshot(jid, fs.ns.dir_view(ino, 0.0).to_snapshot())
+    for name in ("f000", "f001", "f002"):
+        fs.unlink(f"/b/{name}", ROOT)
+    fresh = FileSystem(store_factory(), ttl=LONG_TTL)
+    list(fresh.readdir("/"))
+    calls = measure(fresh, lambda: list(fresh.readdir("/b")))
+    assert calls == {"Query": 2}, calls
+    names = sorted(n for n, _ in fresh.readdir("/b") if n.startswith("f"))
+    assert names == [f"f{i:03d}" for i in range(3, TAIL_GUESS + 10)]
+    assert fresh.ns.dir_view(ino, LONG_TTL).head == fs.ns.dir_view(ino, 0.0).head
     fresh.close()
 
 
