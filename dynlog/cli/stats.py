@@ -25,12 +25,14 @@ def frame(rates: Rates, snap: dict[str, Any]) -> str:
     """One view of the rates over the last interval, for a terminal."""
     ops = "  ".join(f"{k} {_fmt(v)}" for k, v in sorted(rates.ops.items(), key=lambda kv: -kv[1])) or "none"
     calls = ", ".join(f"{k} {_fmt(v)}" for k, v in rates.by_call.items() if not k.startswith("Streams.")) or "none"
+    by_op = "  ".join(f"{k} {_fmt(v)}" for k, v in sorted(rates.by_op.items(), key=lambda kv: -kv[1])) or "none"
     role = "relay" if (snap.get("follower") or {}).get("relay") else snap.get("freshness", "")
     out = [
         f"dynlog stats {snap.get('mountpoint', '')}  ({snap.get('source', '')}, session {snap.get('session', '')}, "
         f"{role})  over {rates.seconds:.1f} s",
         f"  operations/s  {ops}",
         f"  requests/s    {_fmt(rates.requests)}  ({calls});  stream reads/s {_fmt(rates.stream_reads)}",
+        f"  by operation  {by_op}",
         f"  units/s       read {_fmt(rates.read_units)}, write {_fmt(rates.write_units)}",
         f"  latency       p50 {rates.p50_ms:.1f} ms, p99 {rates.p99_ms:.1f} ms  ({rates.latency_samples} requests)",
         f"  cost          ${rates.dollars_per_hour:.6f}/hour  (on-demand {ON_DEMAND.region}, prices of {ON_DEMAND.as_of})",
@@ -73,8 +75,8 @@ def cmd_stats(args: argparse.Namespace) -> int:
                 raise QuietError(f"the mount daemon went away ({e.strerror or e})") from None
             rates = between(prev, snap)
             if args.json:
-                print(json.dumps({"rates": rates.to_json(), "totals": {k: snap[k] for k in
-                                  ("ops", "calls", "read_units", "write_units")},
+                print(json.dumps({"rates": rates.to_json(), "totals": {k: snap.get(k, {}) for k in
+                                  ("ops", "calls", "requests_by_op", "read_units", "write_units")},
                                   "follower": snap.get("follower"), "heartbeat": snap.get("heartbeat"),
                                   "fuse": snap.get("fuse"),
                                   **({"writebehind": snap["writebehind"]} if "writebehind" in snap else {})}),

@@ -219,6 +219,7 @@ class FileSystem:
         commits keep the view exact), or a read of it began after this lookup did (``began``)."""
         view = self.ns.dir_view(pino)
         if self.close_to_open and time.monotonic() - view.committed > MISS_BOUND:
+            log.debug("lookup.miss_reread", dir=pino, committed_ago=round(time.monotonic() - view.committed, 3))
             self.cache.refresh(view, not_before=began)
         self.wb.settle_read(view)  # another mount's lease: it may have acknowledged the name
 

@@ -34,6 +34,9 @@ def render(s: dict[str, Any]) -> str:
            [(f'op="{_esc(k)}"', v) for k, v in sorted(s["ops"].items())])
     metric("dynlog_store_requests_total", "counter", "Store requests by call (Streams.* are stream reads).",
            [(f'call="{_esc(k)}"', v) for k, v in sorted(s["calls"].items())])
+    metric("dynlog_operation_requests_total", "counter",
+           "Store requests (not stream reads) by the file-system operation that made them.",
+           [(f'op="{_esc(k)}"', v) for k, v in sorted(s.get("requests_by_op", {}).items())])
     metric("dynlog_store_read_units_total", "counter", "Read request units consumed.", [("", s["read_units"])])
     metric("dynlog_store_write_units_total", "counter", "Write request units consumed.", [("", s["write_units"])])
     metric("dynlog_cost_dollars_total", "counter", "On-demand cost of the requests so far (dynlog/observe/cost.py).",

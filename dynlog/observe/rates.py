@@ -18,6 +18,7 @@ class Rates:
     ops: dict[str, float] = field(default_factory=dict)  # operations/s by kind
     requests: float = 0.0  # DynamoDB requests/s (capacity-billed; not Streams)
     by_call: dict[str, float] = field(default_factory=dict)
+    by_op: dict[str, float] = field(default_factory=dict)  # requests/s by the operation that made them
     stream_reads: float = 0.0  # Streams requests/s
     read_units: float = 0.0
     write_units: float = 0.0
@@ -49,6 +50,7 @@ def between(a: dict[str, Any], b: dict[str, Any], prices: Prices = ON_DEMAND) ->
     r = Rates(seconds=dt)
     r.ops = {k: n / dt for k, n in sorted(_delta(b["ops"], a["ops"]).items())}
     r.by_call = {k: n / dt for k, n in sorted(calls.items())}
+    r.by_op = {k: n / dt for k, n in sorted(_delta(b.get("requests_by_op", {}), a.get("requests_by_op", {})).items())}
     r.stream_reads = stream / dt
     r.requests = (sum(calls.values()) - stream) / dt
     r.read_units = (b["read_units"] - a["read_units"]) / dt

@@ -33,6 +33,7 @@ def take(fs: Any, mountpoint: str = "", extra: Callable[[], dict[str, Any]] | No
         "freshness": getattr(fs, "freshness", "ttl"),
         "ops": OPERATIONS.snapshot(),
         "calls": m.by_call(),
+        "requests_by_op": m.by_op(),
         "read_units": reads,
         "write_units": writes,
         "latency": {c: {"counts": h.counts, "sum": h.sum} for c, h in m.latencies().items()},

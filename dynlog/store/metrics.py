@@ -151,6 +151,16 @@ class RequestMetrics:
                     out[c] += t.requests
         return dict(out)
 
+    def by_op(self) -> dict[str, int]:
+        """Requests by the file-system operation that made them: which operations a workload's
+        bill comes from (``dynlog stats``)."""
+        out: dict[str, int] = defaultdict(int)
+        with self._lock:
+            for (o, c), t in self._tallies.items():
+                if not c.startswith("Streams."):
+                    out[o] += t.requests
+        return dict(out)
+
     def capacity(self, op: str | None = None) -> float:
         with self._lock:
             return sum(t.capacity for (o, _), t in self._tallies.items() if op is None or o == op)

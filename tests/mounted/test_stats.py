@@ -82,11 +82,16 @@ def test_stats_numbers_move_with_operations(fs_source, mounter) -> None:
     assert rates["dollars_per_hour"] > 0
     assert t1["calls"].get("PutItem", 0) > t0["calls"].get("PutItem", 0)
     assert t1["ops"]["create"] > t0["ops"].get("create", 0)
+    # the requests are told by the operation that made them: creates make PutItems
+    assert rates["by_op"].get("create", 0) > 0, rates["by_op"]
+    assert t1["requests_by_op"]["create"] > t0["requests_by_op"].get("create", 0)
+    # every request is told by some operation (read just after the calls: counters only grow)
+    assert sum(t1["requests_by_op"].values()) >= sum(n for c, n in t1["calls"].items() if not c.startswith("Streams."))
     assert live["heartbeat"]["lease"] > 0 and live["follower"]["polls"] > 0
 
     text = stats(m.path, "--once", "--interval", "0.5")
     assert text.returncode == 0, text.stderr
-    for label in ("operations/s", "requests/s", "units/s", "latency", "cost", "freshness"):
+    for label in ("operations/s", "requests/s", "by operation", "units/s", "latency", "cost", "freshness"):
         assert label in text.stdout, text.stdout
 
 
@@ -128,6 +133,8 @@ def test_prometheus_endpoint_parses_and_counts(fs_source, mounter) -> None:
                                                                                    'call="PutItem"')
     assert total(second, "dynlog_operations_total", 'op="create"') >= total(first, "dynlog_operations_total",
                                                                             'op="create"') + 20
+    assert total(second, "dynlog_operation_requests_total", 'op="create"') >= total(
+        first, "dynlog_operation_requests_total", 'op="create"') + 20  # a create is one PutItem
     assert total(second, "dynlog_store_write_units_total") > 0 and total(second, "dynlog_cost_dollars_total") > 0
     assert total(second, "dynlog_follower_poll_interval_seconds") > 0
     # a histogram per call: cumulative buckets that never fall, +Inf equal to _count
