@@ -84,14 +84,16 @@ class FileSystem:
         self.session = session or secrets.token_hex(4)
         self.sb = load_superblock(store)
         # a cold view's two reads go out at once where each waits on a round trip
-        self.journals = JournalStore(store, parallel_loads=not store.source.startswith("local:"))
+        self.journals = JournalStore(store, parallel_loads=not store.source.startswith("local:"),
+                                     compress=self.sb.compresses)
         self.cache = ViewCache(self.journals, entry_budget=entry_budget, prefetch_workers=prefetch_workers)
         self.committer = Committer(self.journals, self.cache, self.session)
         self.allocator = InodeAllocator(store)
         self.wb = WriteBehind(store, self.journals, self.cache, self.committer, self.session, enabled=writebehind,
                               settings=writebehind_settings)
         self.ns = Namespace(store, self.sb, self.cache, self.committer, self.allocator, ttl=ttl)
-        self.data = FileData(BlockStore(store, self.sb.block_size, BlockCache(block_cache_bytes)), self.session)
+        self.data = FileData(BlockStore(store, self.sb.block_size, BlockCache(block_cache_bytes),
+                                        compress=self.sb.compresses), self.session)
         self.block_size = self.sb.block_size
         self.cache.prefetch.on_loaded = self._view_prefetched
         self.close_to_open = close_to_open

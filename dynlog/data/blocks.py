@@ -1,7 +1,8 @@
 """File data in the blocks table: immutable block versions, a shared clean-block cache,
 parallel batch writes and batched reads with readahead.
 
-A block item is (blockId = "<ino>.<wid>", blockNum = index) with the bytes in ``data``. A
+A block item is (blockId = "<ino>.<wid>", blockNum = index) with the bytes in ``data``,
+zlib-compressed when the item has ``z`` (dynlog/compress.py). A
 flush writes all its blocks under one fresh write id ``wid``; they become part of the file only
 when the metadata event that maps them commits. A block never changes once written, so a
 cached block is never stale.
@@ -15,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Iterable
 
 from .. import schema
+from ..compress import pack, unpack
 from ..store.base import Store
 
 BlockKey = tuple[str, int]
@@ -58,9 +60,13 @@ class BlockStore:
     large file moves as many requests in flight; a fetch already on its way (readahead) is
     joined, never repeated."""
 
-    def __init__(self, store: Store, block_size: int, cache: BlockCache | None = None, workers: int = WORKERS) -> None:
+    def __init__(self, store: Store, block_size: int, cache: BlockCache | None = None, workers: int = WORKERS,
+                 compress: bool = False) -> None:
+        """``compress``: store blocks zlib-compressed where that pays (dynlog/compress.py); the
+        superblock says whether this file system's writers do. Reads understand both always."""
         self.store = store
         self.block_size = block_size
+        self.compress = compress
         self.cache = cache or BlockCache()
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dynlog-blocks")
         self._fetching: dict[BlockKey, Future[dict[BlockKey, bytes]]] = {}
@@ -74,12 +80,21 @@ class BlockStore:
         """Start writing blocks under version ``wid``; the future completes when all are stored
         (or fails with the first error). The bytes go into the cache at once: they are immutable."""
         bid = schema.block_id(ino, wid)
-        items = [{"blockId": bid, "blockNum": idx, "data": bytes(data)} for idx, data in sorted(blocks.items())]
-        for idx, data in blocks.items():
-            self.cache.put((bid, idx), bytes(data))
-        parts = [self._pool.submit(self.store.batch_write, "blocks", items[i : i + WRITE_BATCH])
-                 for i in range(0, len(items), WRITE_BATCH)]
+        ordered = [(idx, bytes(data)) for idx, data in sorted(blocks.items())]
+        for idx, data in ordered:
+            self.cache.put((bid, idx), data)
+        parts = [self._pool.submit(self._write_batch, bid, ordered[i : i + WRITE_BATCH])
+                 for i in range(0, len(ordered), WRITE_BATCH)]
         return _all_of(parts)
+
+    def _write_batch(self, bid: str, blocks: list[tuple[int, bytes]]) -> None:
+        """One BatchWriteItem, its blocks compressed here on the pool's thread (zlib lets go of
+        the GIL, so the batches of one flush compress in parallel)."""
+        items = []
+        for idx, data in blocks:
+            stored, packed = pack(data) if self.compress else (data, False)
+            items.append({"blockId": bid, "blockNum": idx, "data": stored, **({"z": 1} if packed else {})})
+        self.store.batch_write("blocks", items)
 
     def read(self, keys: Iterable[BlockKey]) -> dict[BlockKey, bytes]:
         """Fetch blocks: cache first, then fetches already in flight, then BatchGetItems of
@@ -137,7 +152,7 @@ class BlockStore:
         try:
             for it in self.store.batch_get("blocks", keys):
                 key = (it["blockId"], int(it["blockNum"]))
-                data = bytes(it.get("data", b""))
+                data = unpack(bytes(it.get("data", b"")), bool(it.get("z")))
                 self.cache.put(key, data)
                 out[key] = data
         finally:

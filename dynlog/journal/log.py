@@ -29,10 +29,13 @@ LOAD_WORKERS = 16  # snapshot reads in flight at once: a prefetching walk loads 
 
 
 class JournalStore:
-    def __init__(self, store: Store, parallel_loads: bool = False) -> None:
+    def __init__(self, store: Store, parallel_loads: bool = False, compress: bool = False) -> None:
         """``parallel_loads``: a cold load reads the snapshot and the tail at once (load_latest),
-        for stores where each request waits on a round trip; the local store reads in turn."""
+        for stores where each request waits on a round trip; the local store reads in turn.
+        ``compress``: records store their files' inline bytes compressed where that pays (the
+        superblock says whether this file system's writers do)."""
         self.store = store
+        self.compress = compress
         self._loads = ThreadPoolExecutor(LOAD_WORKERS, thread_name_prefix="dynlog-load") if parallel_loads else None
         # (journal, seq) of records this client is putting right now. The change feed may bring
         # such a record back before the put has returned: the committer folds it then, so the
@@ -59,12 +62,12 @@ class JournalStore:
     def append(self, rec: Record) -> None:
         """One conditional put; raises JournalConflict when ``rec.seq`` is taken."""
         with self._putting([rec]):
-            self.store.put(Put("meta", rec.to_item(), ABSENT))
+            self.store.put(Put("meta", rec.to_item(self.compress), ABSENT))
 
     def append_many(self, recs: Sequence[Record], extra: Sequence[Put] = ()) -> None:
         """One TransactWriteItems: every record (and ``extra`` conditional puts) or none."""
         with self._putting(recs):
-            self.store.transact([Put("meta", r.to_item(), ABSENT) for r in recs] + list(extra))
+            self.store.transact([Put("meta", r.to_item(self.compress), ABSENT) for r in recs] + list(extra))
 
     def load_latest(self, jid: str) -> tuple[dict[str, Any] | None, list[Record]]:
         """The latest snapshot and the records after it, for a cold view. With parallel loads the

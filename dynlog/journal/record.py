@@ -13,9 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import schema
+from ..compress import pack, unpack
 from .events import FORMAT_VERSION, Event
 
 GENESIS_HASH = "0" * 32
+# The version of a record whose inline bytes are stored compressed (``inlz``): a dynlog from
+# before compression refuses it ("newer than this dynlog") instead of reading empty files.
+COMPRESSED_VERSION = 2
 
 
 def _canonical(obj: Any) -> str:
@@ -66,7 +70,9 @@ class Record:
         return Record(self.jid, self.seq, self.events, self.ts, self.session, self.uid, self.op, self.prev,
                       self.compute_hash(), self.version)
 
-    def to_item(self) -> dict[str, Any]:
+    def to_item(self, compress: bool = False) -> dict[str, Any]:
+        """The item as stored. ``compress``: the inline bytes of all its files as one zlib stream
+        where that pays (dynlog/compress.py); the hash stays that of the bytes themselves."""
         body, blob = self.encoded()
         item = {
             "path": self.jid, "name": schema.record_key(self.seq), "v": self.version, "ts": self.ts,
@@ -74,16 +80,20 @@ class Record:
             "ev": body,
         }
         if blob:
-            item["inl"] = blob
+            stored, packed = pack(blob) if compress else (blob, False)
+            item["inl"] = stored
+            if packed:
+                item["inlz"] = 1
+                item["v"] = max(self.version, COMPRESSED_VERSION)
         return item
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> "Record":
         version = int(item.get("v", 1))
-        if version > FORMAT_VERSION:
+        if version > max(FORMAT_VERSION, COMPRESSED_VERSION):
             raise ValueError(f"record {item['path']}/{item['name']} has format {version}, newer than this dynlog")
         raw = json.loads(item["ev"])
-        blob = item.get("inl", b"")
+        blob = unpack(bytes(item["inl"]), True) if item.get("inlz") else item.get("inl", b"")
         for d in raw:
             ref = d.get("data")
             if isinstance(ref, dict) and "at" in ref:

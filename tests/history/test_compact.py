@@ -3,6 +3,7 @@ collected after the grace period, dead sessions expired, safe while another clie
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -89,7 +90,7 @@ def test_history_inside_the_retention_window_survives(fs, new_fs):
 
 
 def test_blocks_are_collected_only_after_the_grace_period(fs, new_fs, store):
-    write_file(fs, "/f", b"A" * 200_000)
+    write_file(fs, "/f", os.urandom(200_000))  # incompressible: stored as 200,000 bytes
     write_file(fs, "/f", b"B" * 200_000)  # the A version is now referenced only by history
     write_file(fs, "/g", b"G" * 10_000)  # past the inline limit: a block of its own
     assert len(list(store.scan_partitions("blocks"))) == 3
