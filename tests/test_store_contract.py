@@ -454,6 +454,22 @@ def test_batch_on_blocks_table(store: Store) -> None:
     assert [b["blockNum"] for b in store.query("blocks", "f1")] == list(range(1, 60, 2))
 
 
+def test_an_eventually_consistent_batch_get_costs_half(store: Store) -> None:
+    """Blocks never change once written, so the block store reads them eventually consistent:
+    the same items, at half the read units (as DynamoDB bills, and the local store counts)."""
+    blocks = [block("f", i, data=os.urandom(10_000)) for i in range(8)]
+    store.batch_write("blocks", blocks)
+    keys = [("f", i) for i in range(8)]
+    units = {}
+    for consistent in (True, False):
+        store.metrics.reset()
+        got = store.batch_get("blocks", keys, consistent=consistent)
+        assert sorted(got, key=lambda b: b["blockNum"]) == blocks
+        assert store.metrics.requests(call="BatchGetItem") == 1
+        units[consistent] = store.metrics.capacity()
+    assert units[True] > 0 and units[False] == units[True] / 2, units
+
+
 def test_batch_write_overwrites(store: Store) -> None:
     store.put(Put("meta", meta("/", "a", v=1, extra="x")))
     store.batch_write("meta", [meta("/", "a", v=2)])

@@ -190,8 +190,11 @@ class Store(abc.ABC):
         strongly consistent, paging transparently (each page is one request)."""
 
     @abc.abstractmethod
-    def batch_get(self, table: Table, keys: Sequence[tuple[Any, Any]]) -> list[Item]:
-        """Read many items (in chunks of 100, unprocessed keys retried); missing ones are absent."""
+    def batch_get(self, table: Table, keys: Sequence[tuple[Any, Any]], consistent: bool = True) -> list[Item]:
+        """Read many items (in chunks of 100, unprocessed keys retried); missing ones are absent.
+        ``consistent`` False: an eventually consistent read, at half the read units. Only for
+        items that never change once written (blocks): such a read returns an item as written
+        or not at all, and an item it misses may only not be visible yet."""
 
     @abc.abstractmethod
     def batch_write(self, table: Table, puts: Sequence[Item] = (), deletes: Sequence[tuple[Any, Any]] = ()) -> None:

@@ -396,7 +396,7 @@ class DynamoStore(Store):
     def _page(self, kw: dict[str, Any]) -> dict[str, Any]:
         return self._call("query", **kw)
 
-    def batch_get(self, table: Table, keys: Sequence[tuple[Any, Any]]) -> list[Item]:
+    def batch_get(self, table: Table, keys: Sequence[tuple[Any, Any]], consistent: bool = True) -> list[Item]:
         keys = list(dict.fromkeys(keys))  # DynamoDB refuses duplicate keys; return such an item once
         h, r = KEY_ATTRS[table]
         name = self._name(table)
@@ -405,7 +405,7 @@ class DynamoStore(Store):
             pending: list[dict[str, Any]] = [to_ddb({h: k[0], r: k[1]}) for k in keys[i : i + 100]]
             attempt = 0
             while pending:
-                resp = self._batch_get_page({name: {"Keys": pending, "ConsistentRead": True}})
+                resp = self._batch_get_page({name: {"Keys": pending, "ConsistentRead": consistent}})
                 out.extend(from_ddb(x) for x in resp.get("Responses", {}).get(name, []))
                 pending = resp.get("UnprocessedKeys", {}).get(name, {}).get("Keys", [])
                 attempt = self._backoff_unprocessed(pending, attempt)

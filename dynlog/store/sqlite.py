@@ -323,7 +323,7 @@ class SqliteStore(Store):
 
     @retry_transient
     @timed
-    def batch_get(self, table: Table, keys: Sequence[tuple[Any, Any]]) -> list[Item]:
+    def batch_get(self, table: Table, keys: Sequence[tuple[Any, Any]], consistent: bool = True) -> list[Item]:
         keys = list(dict.fromkeys(keys))  # asking twice for one item returns it once
         conn = self._conn()
         out: list[Item] = []
@@ -335,7 +335,10 @@ class SqliteStore(Store):
                 if item is not None:
                     out.append(item)
                     size += item_size(item)
-            self.metrics.record("BatchGetItem", capacity=_units(size, 4096), items=len(chunk))
+            # billed as DynamoDB bills it: an eventually consistent read costs half (one file,
+            # one writer at a time: every read here sees every write, consistent or not)
+            units = _units(size, 4096) * (1.0 if consistent else 0.5)
+            self.metrics.record("BatchGetItem", capacity=units, items=len(chunk))
         return out
 
     @retry_transient
