@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import QuietError, StoreError
@@ -44,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(args.verbose)
     try:
         rc = args.func(args)
+        sys.stdout.flush()  # here, where a reader that went away is caught below
         return int(rc or 0)
     except QuietError as e:
         print(f"dynlog: {e}", file=sys.stderr)
@@ -53,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (``dynlog status | head``): stop quietly, and keep the interpreter
+        # from failing again when it flushes stdout at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # as a shell reports a command killed by SIGPIPE
 
 
 if __name__ == "__main__":

@@ -351,3 +351,13 @@ def test_teardown_survives_a_hung_daemon(mounter: Mounter, fs_source: Source) ->
     finally:
         os.kill(m.proc.pid, signal.SIGCONT)
     m.proc.wait(timeout=15)
+
+
+def test_output_cut_short_by_a_closed_pipe_is_no_traceback(tmp_path: Path) -> None:
+    """``dynlog status SOURCE | head -1``: the reader goes away before dynlog has written all
+    (here, before it writes anything: ``true`` reads nothing); dynlog stops quietly."""
+    src = f"local:{tmp_path}/fs.db"
+    assert run_cli("mkfs", src).returncode == 0
+    res = subprocess.run(f"{sys.executable} -m dynlog.cli.main status {src} | true", shell=True,
+                         capture_output=True, text=True, cwd=str(REPO), timeout=60)
+    assert "Traceback" not in res.stderr and "BrokenPipe" not in res.stderr, res.stderr
