@@ -402,7 +402,6 @@ def follow(replayer: Replayer, emit: Callable[[Line], None], *, stop: threading.
     """After ``history()``: print new events as they are committed until ``stop`` (or idle_exit
     seconds without any). Uses the store's change feed when there is one (keys of new records), and
     otherwise polls the journals' tails, re-listing journals now and then to find new ones."""
-    store = replayer.store
     stop = stop or threading.Event()
     last_event = time.monotonic()
     rescan_every = 10

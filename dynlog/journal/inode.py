@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import stat
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 # A run of the block map: blocks [start, start+count) live under block version ``wid``.

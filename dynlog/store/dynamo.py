@@ -37,8 +37,6 @@ from ..errors import JournalConflict, StoreError, TransientStoreError
 from .base import (
     KEY_ATTRS,
     MAX_TRANSACTION_ITEMS,
-    Change,
-    ChangeBatch,
     ChangeFeed,
     Cond,
     Delete,
