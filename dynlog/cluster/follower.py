@@ -57,8 +57,8 @@ def is_journal_change(change: Change) -> bool:
 
 
 def _is_local(feed: ChangeFeed) -> bool:
-    store = getattr(feed, "store", None)
-    return str(getattr(store, "source", "")).startswith("local:")
+    store = getattr(feed, "store", None)  # every feed here reads a store; be lenient with others
+    return store is not None and store.local
 
 
 def changed_names(rec: Record) -> list[str]:

@@ -84,7 +84,7 @@ class FileSystem:
         self.session = session or secrets.token_hex(4)
         self.sb = load_superblock(store)
         # a cold view's two reads go out at once where each waits on a round trip
-        self.journals = JournalStore(store, parallel_loads=not store.source.startswith("local:"),
+        self.journals = JournalStore(store, parallel_loads=not store.local,
                                      compress=self.sb.compresses)
         self.cache = ViewCache(self.journals, entry_budget=entry_budget, prefetch_workers=prefetch_workers)
         self.committer = Committer(self.journals, self.cache, self.session)
@@ -120,7 +120,7 @@ class FileSystem:
         self.session_item = Session(self.store, self.session, mountpoint, open_files=self.open_block_versions)
         self.session_item.start()
         if freshness == "auto":
-            freshness = "direct" if self.store.source.startswith("local:") else "relay"
+            freshness = "direct" if self.store.local else "relay"
         feed: "ChangeFeed | None" = None
         if freshness == "direct":
             feed = self.store.change_feed()

@@ -145,10 +145,18 @@ def check_condition(current: Item | None, when: tuple[Cond, ...]) -> bool:
 
 
 class Store(abc.ABC):
-    """The primitives every store offers. Reads are strongly consistent."""
+    """The primitives every store offers. Reads are strongly consistent, but for a batch_get
+    that asks otherwise (blocks: they never change once written)."""
 
     source: str
     metrics: RequestMetrics
+
+    @property
+    def local(self) -> bool:
+        """The embedded store (``local:``, SQLite on this machine): its reads take microseconds,
+        so work that only hides round trips (reads in parallel, the change feed's relay) is not
+        worth doing here."""
+        return self.source.startswith("local:")
 
     @abc.abstractmethod
     def create_tables(self) -> bool:
