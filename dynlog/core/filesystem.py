@@ -616,8 +616,7 @@ class FileSystem:
         the tail shows the file rewritten, the read asks for the new version's block and this
         one cost read units only. A file not in the cached view, inline, or cached fetches
         nothing."""
-        view = self.cache.peek(schema.dir_journal(pino))
-        inode = view.entries.get(name) if view is not None else None
+        inode = self.ns.cached_entry(pino, name)
         key = first_block(inode) if inode is not None else None
         if key is not None:
             self.data.blocks.prefetch([key])

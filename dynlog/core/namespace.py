@@ -171,6 +171,12 @@ class Namespace:
         with view.lock:
             return list(view.entries.items())
 
+    def cached_entry(self, pino: int, name: str) -> Inode | None:
+        """Entry ``name`` of directory ``pino`` as its view is cached, for a guess: no request,
+        and no wait for the view's lock (a refresh in flight holds it; one dict lookup is atomic)."""
+        view = self.cache.peek(schema.dir_journal(pino))
+        return view.entries.get(name) if view is not None else None
+
     def pick_after(self, pino: int, after: str, n: int, pick: Callable[[Inode], T | None]) -> list[tuple[str, T]]:
         """View.pick_after on directory ``pino``'s view as cached: no request is made, and nothing
         is found in a view not cached."""
