@@ -37,17 +37,15 @@ def pack(data: bytes) -> tuple[bytes, bool]:
     n = len(data)
     if n < MIN_BYTES:
         return data, False
-    if n > 2 * SAMPLE_BYTES and not _shrinks(data[:SAMPLE_BYTES]):
+    if n > 2 * SAMPLE_BYTES and not _pays(zlib.compress(data[:SAMPLE_BYTES], LEVEL), SAMPLE_BYTES):
         return data, False
     packed = zlib.compress(data, LEVEL)
-    if len(packed) > n * (1 - MIN_SAVING):
-        return data, False
-    return packed, True
+    return (packed, True) if _pays(packed, n) else (data, False)
 
 
 def unpack(stored: bytes, compressed: bool) -> bytes:
     return zlib.decompress(stored) if compressed else stored
 
 
-def _shrinks(sample: bytes) -> bool:
-    return len(zlib.compress(sample, LEVEL)) <= len(sample) * (1 - MIN_SAVING)
+def _pays(packed: bytes, raw_length: int) -> bool:
+    return len(packed) <= raw_length * (1 - MIN_SAVING)

@@ -19,6 +19,7 @@ from ..store.base import ABSENT, Put, Store
 # Format 2: file contents may be stored compressed (``compression``). A file system made
 # without compression stays format 1, so a dynlog from before compression still mounts it.
 FORMAT = 2
+FORMAT_UNCOMPRESSED = 1
 COMPRESSIONS = ("zlib", "none")
 DEFAULT_COMPRESSION = "zlib"
 DEFAULT_BLOCK_SIZE = 128 * 1024
@@ -66,7 +67,7 @@ def mkfs(store: Store, block_size: int = DEFAULT_BLOCK_SIZE, uid: int | None = N
     now = time.time_ns()
     root = Inode(ino=schema.ROOT_INO, mode=stat.S_IFDIR | 0o755, uid=os.getuid() if uid is None else uid,
                  gid=os.getgid() if gid is None else gid, atime=now, mtime=now, ctime=now)
-    sb = Superblock(FORMAT if compression != "none" else 1, block_size, root, now, compression)
+    sb = Superblock(FORMAT if compression != "none" else FORMAT_UNCOMPRESSED, block_size, root, now, compression)
     try:
         store.put(Put("meta", sb.to_item(), ABSENT))
         store.put(Put("meta", {"path": schema.FS_PARTITION, "name": schema.INO_COUNTER, "n": schema.ROOT_INO}, ABSENT))
