@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import latency as L  # noqa: E402  (puts the repository and tests/ on sys.path)
 from latency import Mounter, Source, StageError, commit  # noqa: E402
+from programs.conftest import stdlib_dir  # noqa: E402  (the interpreter's standard library, as the tests copy it)
 
 from dynlog.faults.proxy import FaultProxy  # noqa: E402
 
@@ -50,16 +51,10 @@ class Figures:
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def stdlib() -> Path:
-    import json as probe
-
-    return Path(probe.__file__).resolve().parent.parent
-
-
 def make_tree_tar(work: Path, limit: int) -> tuple[Path, int, int]:
     """A tar of the first ``limit`` .py files of the standard library in name order, tests and
     installed packages left out (text as a source tree holds it)."""
-    root = stdlib()
+    root = stdlib_dir()
     skip = {"__pycache__", "test", "tests", "site-packages", "idle_test"}
     files = sorted(p for p in root.rglob("*.py") if not skip & set(p.relative_to(root).parts))[:limit]
     tar = work / "tree.tar"
@@ -71,7 +66,7 @@ def make_tree_tar(work: Path, limit: int) -> tuple[Path, int, int]:
 
 def make_big_text(work: Path, mb: int) -> Path:
     """``mb`` MiB of the standard library's sources, concatenated over and over."""
-    sources = b"".join(p.read_bytes() for p in sorted(stdlib().glob("*.py")))
+    sources = b"".join(p.read_bytes() for p in sorted(stdlib_dir().glob("*.py")))
     out = work / "big.txt"
     with open(out, "wb") as f:
         left = mb << 20
