@@ -131,6 +131,12 @@ class WriteBehind:
         self._lock = threading.Lock()  # a leaf: guards the dictionaries below, never held while calling out
         self._activity: dict[str, deque[float]] = {}
         self._cool: dict[str, float] = {}
+        # journals whose lost lease is being rescued -> the rescuing thread. Until the rescue
+        # ends, a synchronous commit there waits (check, wait): the view still holds the queued
+        # operations, and a commit built on them (a file's close after its queued create) would
+        # land before the rescue re-commits what it depends on
+        self._rescuing: dict[str, int] = {}
+        self._rescue_ended = threading.Condition(self._lock)
         self._deps: dict[str, str] = {}  # child journal -> journal whose queue holds the child's creation
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -190,6 +196,8 @@ class WriteBehind:
             self._flush_deps(j)
 
     def check(self, view: View) -> bool:
+        if self._rescued_by_another(view.jid):
+            return False  # wait() waits for the rescue's end
         holder = view.lease_holder
         if holder is None:
             return True
@@ -209,9 +217,16 @@ class WriteBehind:
                 return self.check(view)  # the lease was lost: the view was re-read
         return True
 
+    def _rescued_by_another(self, jid: str) -> bool:
+        with self._lock:
+            return self._rescuing.get(jid, threading.get_ident()) != threading.get_ident()
+
     def wait(self, jid: str) -> None:
         """Ask the holder (an item in its ask partition, which it polls every window) and poll
         the journal's tail with backoff until a ``release`` appears or the lease expires."""
+        with self._lock:
+            while self._rescuing.get(jid, threading.get_ident()) != threading.get_ident():
+                self._rescue_ended.wait()
         if jid in self._held:  # our own lease, a batch in flight: wait for it and drain the rest
             self.flush_jid(jid)
             return
@@ -295,7 +310,7 @@ class WriteBehind:
         view = self.cache.peek(jid)
         fresh = view is not None and view.head == 0 and now - view.committed < s.take_window_s
         with self._lock:
-            if self._cool.get(jid, 0.0) > now:
+            if self._cool.get(jid, 0.0) > now or jid in self._rescuing:
                 return False
             if fresh:
                 return True
@@ -441,6 +456,8 @@ class WriteBehind:
                     st.flushing = False
                     queued, since = list(st.queue), view.head
                     st.queue.clear()
+                    with self._lock:  # before the lease goes: check() must never see neither
+                        self._rescuing[st.jid] = threading.get_ident()
                     self._drop(st)
                 return self._rescue(st, queued, since)
             except BaseException:
@@ -489,6 +506,9 @@ class WriteBehind:
             raise
         finally:
             self._rescued(st, verdict, len(queued))
+            with self._lock:
+                self._rescuing.pop(st.jid, None)
+                self._rescue_ended.notify_all()
         return not verdict.dropped
 
     def _rescue_rounds(self, st: _Held, verdict: Rescue, pending: list[_Op], since: int) -> None:

@@ -139,3 +139,41 @@ def test_a_store_failure_during_the_rescue_leaves_nothing_unaccounted(
     del stall.read_after
     report = fsck(a.store)
     assert report.clean, report.lines()
+
+
+def test_a_commit_during_the_rescue_waits_for_it(stalled: tuple[FileSystem, FileSystem, Stall],
+                                                 wb_client: Callable[..., FileSystem]) -> None:
+    """Between the lease's loss and the rescue's re-commit, the holder's view still holds its
+    queued operations. A synchronous operation on one of them (a close, a chmod of a file whose
+    create is queued) must wait for the rescue: committed before it, it would precede the create
+    it depends on (a fresh-clone run saw a file's last close land so, and the file read empty)."""
+    a, b, stall = stalled
+    write_small(a, "/d/q0", b"q0")  # acknowledged, queued
+    stall.until_the_lease_is_over()
+    write_small(b, "/d/theirs", b"t")
+    rescue = a.wb._rescue
+    during: list[BaseException] = []
+
+    def chmod_meanwhile() -> None:
+        try:
+            a.chmod("/d/q0", 0o600, ROOT)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            during.append(e)
+
+    chmodder = threading.Thread(target=chmod_meanwhile)
+
+    def rescue_with_a_commit_racing_it(*args: object) -> bool:
+        chmodder.start()
+        time.sleep(0.5)  # time enough for the chmod to commit, were it let through
+        return rescue(*args)  # type: ignore[arg-type]
+
+    a.wb._rescue = rescue_with_a_commit_racing_it  # type: ignore[method-assign]
+    stall.release_and_settle()
+    chmodder.join(timeout=30)
+    assert not chmodder.is_alive() and not during, during
+    assert a.wb.lost == 0
+    fresh = wb_client("charlie", writebehind=False)
+    assert read_all(fresh, "/d/q0") == b"q0"
+    assert fresh.getattr("/d/q0")["st_mode"] & 0o777 == 0o600
+    report = fsck(a.store)
+    assert report.clean, report.lines()
